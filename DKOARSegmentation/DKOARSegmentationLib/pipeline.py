@@ -1,0 +1,173 @@
+"""``segment``: CT in, organs at risk out (RTSTRUCT, .seg.nrrd, NIfTI, PNG overview, run.json).
+
+All outputs are written into a temporary folder inside the output folder and moved into place
+when every one is complete, so a failed run leaves nothing half-written and replaces nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .catalogue import Catalogue, default_catalogue
+from .ct_loader import load_ct
+from .devices import resolve_device
+from .errors import DKOARError
+from .labelmap_io import write_labelmap_nifti, write_seg_nrrd
+from .model_bundle import ModelBundle, load_bundle
+from .overview import write_overview
+from .predictor import load_model, predict_labels
+from .progress import Progress
+from .resources import demo_model_dir
+from .rtstruct_writer import RTStructOptions, write_rtstruct
+from .structures import map_model_labels, to_catalogue_labels
+from .volume import Segmentation, Volume
+
+OUTPUT_NAMES = {
+    "rtstruct": "rtstruct.dcm",
+    "seg_nrrd": "segmentation.seg.nrrd",
+    "labels_nifti": "labels.nii.gz",
+    "overview": "overview.png",
+    "run_json": "run.json",
+}
+
+
+@dataclass
+class RunResult:
+    ct: Volume
+    segmentation: Segmentation
+    bundle: ModelBundle
+    outputs: dict[str, Path]
+    seconds: dict[str, float]
+    device: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def _prepare_output_folder(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DKOARError(f"{out_dir}: exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DKOARError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise DKOARError(f"{out_dir}: the output folder is not writable")
+
+
+def segment(
+    input_path: Path | str,
+    out_dir: Path | str,
+    model_path: Path | str | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+    series_uid: str | None = None,
+    catalogue: Catalogue | None = None,
+    empty_structures: str = "keep",
+) -> RunResult:
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    catalogue = catalogue or default_catalogue()
+    seconds: dict[str, float] = {}
+    warnings: list[str] = []
+    if not input_path.exists():
+        raise DKOARError(f"{input_path}: no such file or folder")
+
+    t = time.perf_counter()
+    bundle = load_bundle(Path(model_path) if model_path else demo_model_dir())
+    torch_device = resolve_device(device)
+    seconds["verify_model"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if progress is not None:
+        progress.begin("loading CT")
+    ct = load_ct(input_path, series_uid)
+    seconds["load_ct"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model = load_model(bundle, torch_device)
+    mapping = map_model_labels(bundle.labels, catalogue)
+    if mapping.unmapped:
+        warnings.append("model labels that map to no catalogue structure: "
+                        + ", ".join(f"{v}={n}" for v, n in mapping.unmapped.items()))
+    seconds["load_model"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model_labels = predict_labels(model, ct, progress)
+    segmentation = to_catalogue_labels(model_labels, mapping, ct)
+    segmentation.provenance = {"model": bundle.identity}
+    seconds["inference"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if progress is not None:
+        progress.begin("writing")
+    _prepare_output_folder(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=".dkoar-run-", dir=out_dir))
+    try:
+        staged: dict[str, Path] = {}
+        if ct.dicom is not None:
+            options = RTStructOptions(model_name=bundle.name, model_version=bundle.version,
+                                      empty_structures=empty_structures)
+            staged["rtstruct"] = write_rtstruct(ct, segmentation, staging / OUTPUT_NAMES["rtstruct"], options)
+        else:
+            warnings.append("no RTSTRUCT: an RTSTRUCT references the DICOM CT it was drawn on, and the input "
+                            "was not a DICOM series")
+        write_seg_nrrd(segmentation, staging / OUTPUT_NAMES["seg_nrrd"], catalogue)
+        staged["seg_nrrd"] = staging / OUTPUT_NAMES["seg_nrrd"]
+        write_labelmap_nifti(segmentation, staging / OUTPUT_NAMES["labels_nifti"])
+        staged["labels_nifti"] = staging / OUTPUT_NAMES["labels_nifti"]
+        title = f"{bundle.identity}" + ("" if bundle.clinical_use else " - NOT FOR CLINICAL USE")
+        write_overview(ct, segmentation, staging / OUTPUT_NAMES["overview"], title)
+        staged["overview"] = staging / OUTPUT_NAMES["overview"]
+        seconds["export"] = time.perf_counter() - t
+        run = _run_record(input_path, ct, bundle, segmentation, mapping, str(torch_device), seconds, warnings)
+        (staging / OUTPUT_NAMES["run_json"]).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+        staged["run_json"] = staging / OUTPUT_NAMES["run_json"]
+        outputs = {}
+        for key, path in staged.items():
+            final = out_dir / OUTPUT_NAMES[key]
+            os.replace(path, final)
+            outputs[key] = final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if progress is not None:
+        progress.update(1.0, "done")
+    return RunResult(ct, segmentation, bundle, outputs, seconds, str(torch_device), warnings)
+
+
+def _run_record(input_path, ct: Volume, bundle: ModelBundle, segmentation: Segmentation, mapping, device: str,
+                seconds: dict[str, float], warnings: list[str]) -> dict:
+    volumes = segmentation.volumes_ml()
+    return {
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "software": {"name": "DKOARSegmentation", "version": __version__, "python": platform.python_version()},
+        "model": {
+            "name": bundle.name,
+            "version": bundle.version,
+            "manifest_sha256": bundle.manifest_sha256,
+            "files_sha256": bundle.files,
+            "intended_use": bundle.intended_use,
+            "clinical_use": bundle.clinical_use,
+        },
+        "input": {
+            "path": str(input_path),
+            "kind": "dicom" if ct.dicom is not None else "image file",
+            "shape_kji": list(ct.shape),
+            "spacing_ijk_mm": [round(v, 4) for v in ct.spacing],
+        },
+        "device": device,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "structures": {
+            s.name: {"label": s.label, "volume_ml": volumes[s.name], "present": volumes[s.name] > 0}
+            for s in segmentation.structures
+        },
+        "structures_not_provided_by_model": [s.name for s in mapping.missing],
+        "unmapped_model_labels": {str(k): v for k, v in mapping.unmapped.items()},
+        "warnings": warnings,
+    }

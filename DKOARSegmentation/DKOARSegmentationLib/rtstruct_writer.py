@@ -1,0 +1,242 @@
+"""Writing a DICOM RT Structure Set from a label map on a DICOM CT's grid.
+
+Why by hand: the writers on PyPI place contours through voxel centres, average the slice
+spacing, write DS values longer than 16 characters and leave out Type 2 attributes (see the
+project's notes). This writer puts each contour on its own slice's ImagePositionPatient, along
+voxel edges (exact round trip, see ``contours``), writes every Type 1 and 2 attribute of the RT
+Structure Set IOD, and codes each ROI's identity from the catalogue.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
+
+from . import __version__
+from .atomic import atomic_path
+from .catalogue import Code, Structure
+from .contours import mask_to_polygons
+from .errors import DKOARError
+from .volume import Segmentation, Volume
+
+DETACHED_STUDY_MANAGEMENT = "1.2.840.10008.3.1.2.3.1"
+MANUFACTURER = "DKOARSegmentation"
+MAX_VALUE_BYTES = 65534  # longer ContourData cannot be written with explicit VR (16-bit length)
+
+
+@dataclass
+class RTStructOptions:
+    """What the structure set says about itself.
+
+    ``empty_structures``: "omit" leaves structures without voxels out; "keep" writes their ROI
+    (name, colour, codes) without contours, so the planning system shows they were looked for.
+    ``edited``: names of structures a person changed (ROIGenerationAlgorithm SEMIAUTOMATIC).
+    """
+
+    label: str = "DKOAR AI"
+    description: str = ""
+    model_name: str = "unknown model"
+    model_version: str = ""
+    empty_structures: str = "keep"
+    edited: frozenset[str] = field(default_factory=frozenset)
+    operator: str = ""
+    series_description: str = "DKOAR organs at risk (AI, unapproved)"
+
+
+def _ds(value: float) -> str:
+    # at most 16 characters; 3 decimals keep corners exact to 1 micrometre
+    text = f"{value:.3f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _code(code: Code) -> Dataset:
+    item = Dataset()
+    item.CodeValue = code.value
+    item.CodingSchemeDesignator = code.scheme
+    item.CodeMeaning = code.meaning[:64]
+    return item
+
+
+def _copy(dst: Dataset, src, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(src, name, None)
+        setattr(dst, name, value if value is not None else "")
+
+
+def structure_contours(mask: np.ndarray, ct: Volume) -> list[tuple[int, np.ndarray]]:
+    """(slice index, N x 3 LPS points) for every contour of a 3D mask on the CT grid."""
+    refs = ct.dicom.slices if ct.dicom is not None else None
+    col = ct.affine[:3, 0]
+    row = ct.affine[:3, 1]
+    out = []
+    for k in np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]:
+        origin = np.asarray(refs[k].position) if refs is not None else ct.index_to_lps(np.array([0.0, 0.0, float(k)]))
+        for poly in mask_to_polygons(mask[k]):
+            points = origin + np.outer(poly[:, 0], col) + np.outer(poly[:, 1], row)
+            out.append((int(k), points))
+    return out
+
+
+def build_rtstruct(ct: Volume, segmentation: Segmentation, options: RTStructOptions | None = None) -> FileDataset:
+    options = options or RTStructOptions()
+    if ct.dicom is None:
+        raise DKOARError("an RTSTRUCT references the DICOM CT it was drawn on; load the CT from its DICOM folder, not from NIfTI/NRRD")
+    if segmentation.labels.shape != ct.shape or not np.allclose(segmentation.affine, ct.affine, atol=1e-3):
+        raise DKOARError("the label map is not on the CT's grid (shape or geometry differ)")
+    if options.empty_structures not in ("keep", "omit"):
+        raise DKOARError(f"empty_structures must be 'keep' or 'omit', not {options.empty_structures!r}")
+    header = ct.dicom.header
+    now = _dt.datetime.now()
+    sop_uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = RTStructureSetStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationVersionName = f"DKOAR_{__version__}"[:16]
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SpecificCharacterSet = getattr(header, "SpecificCharacterSet", "ISO_IR 100")
+    ds.InstanceCreationDate = now.strftime("%Y%m%d")
+    ds.InstanceCreationTime = now.strftime("%H%M%S")
+    ds.SOPClassUID = RTStructureSetStorage
+    ds.SOPInstanceUID = sop_uid
+    # Patient and General Study: copied from the CT (Type 2 kept, empty when the CT lacks them)
+    _copy(ds, header, ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"))
+    _copy(ds, header, ("StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"))
+    if getattr(header, "StudyDescription", None):
+        ds.StudyDescription = header.StudyDescription
+    # RT Series
+    ds.Modality = "RTSTRUCT"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 901
+    ds.SeriesDate = ds.InstanceCreationDate
+    ds.SeriesTime = ds.InstanceCreationTime
+    ds.SeriesDescription = options.series_description[:64]
+    ds.OperatorsName = options.operator
+    # General Equipment
+    ds.Manufacturer = MANUFACTURER
+    ds.ManufacturerModelName = "DKOARSegmentation"
+    ds.SoftwareVersions = [f"DKOARSegmentation {__version__}"[:64], f"{options.model_name} {options.model_version}".strip()[:64]]
+    # Frame of Reference
+    ds.FrameOfReferenceUID = ct.dicom.frame_of_reference_uid
+    ds.PositionReferenceIndicator = getattr(header, "PositionReferenceIndicator", "") or ""
+    # Structure Set
+    ds.StructureSetLabel = options.label[:16]
+    ds.StructureSetName = options.label[:64]
+    ds.StructureSetDescription = (options.description or
+                                  f"Organs at risk contoured automatically by {options.model_name} {options.model_version} "
+                                  f"(DKOARSegmentation {__version__}); to be reviewed and approved by a clinician")[:1024]
+    ds.StructureSetDate = ds.InstanceCreationDate
+    ds.StructureSetTime = ds.InstanceCreationTime
+    contour_images = Sequence()
+    for ref in ct.dicom.slices:
+        item = Dataset()
+        item.ReferencedSOPClassUID = ref.sop_class_uid
+        item.ReferencedSOPInstanceUID = ref.sop_instance_uid
+        contour_images.append(item)
+    series_item = Dataset()
+    series_item.SeriesInstanceUID = ct.dicom.series_instance_uid
+    series_item.ContourImageSequence = contour_images
+    study_item = Dataset()
+    study_item.ReferencedSOPClassUID = DETACHED_STUDY_MANAGEMENT
+    study_item.ReferencedSOPInstanceUID = ct.dicom.study_instance_uid
+    study_item.RTReferencedSeriesSequence = Sequence([series_item])
+    frame_item = Dataset()
+    frame_item.FrameOfReferenceUID = ct.dicom.frame_of_reference_uid
+    frame_item.RTReferencedStudySequence = Sequence([study_item])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([frame_item])
+
+    roi_seq, contour_seq, obs_seq = Sequence(), Sequence(), Sequence()
+    labels = segmentation.labels
+    present = np.bincount(labels.ravel(), minlength=256)
+    roi_number = 0
+    for structure in segmentation.structures:
+        has_voxels = present[structure.label] > 0
+        if not has_voxels and options.empty_structures == "omit":
+            continue
+        roi_number += 1
+        edited = structure.name in options.edited
+        roi_seq.append(_structure_set_roi(roi_number, structure, ds, options, edited, now))
+        contour_seq.append(_roi_contour(roi_number, structure, labels == structure.label if has_voxels else None, ct))
+        obs_seq.append(_observation(roi_number, structure))
+    ds.StructureSetROISequence = roi_seq
+    ds.ROIContourSequence = contour_seq
+    ds.RTROIObservationsSequence = obs_seq
+    # Approval: an automatic result waits for a clinician
+    ds.ApprovalStatus = "UNAPPROVED"
+    return ds
+
+
+def _structure_set_roi(number: int, s: Structure, ds: Dataset, options: RTStructOptions, edited: bool, now) -> Dataset:
+    item = Dataset()
+    item.ROINumber = number
+    item.ReferencedFrameOfReferenceUID = ds.FrameOfReferenceUID
+    item.ROIName = s.name
+    item.ROIGenerationAlgorithm = "SEMIAUTOMATIC" if edited else "AUTOMATIC"
+    model = f"{options.model_name} {options.model_version}".strip()
+    item.ROIGenerationDescription = (f"{model}, edited by a clinician" if edited else model)[:64]
+    algorithm = Dataset()
+    family = Dataset()
+    family.CodeValue = "113037"
+    family.CodingSchemeDesignator = "DCM"
+    family.CodeMeaning = "Image Processing"  # DICOM CID 7162 (Surface Processing Algorithm Families)
+    algorithm.AlgorithmFamilyCodeSequence = Sequence([family])
+    algorithm.AlgorithmName = options.model_name[:64]
+    algorithm.AlgorithmVersion = (options.model_version or "unknown")[:64]
+    item.ROIDerivationAlgorithmIdentificationSequence = Sequence([algorithm])
+    return item
+
+
+def _roi_contour(number: int, s: Structure, mask: np.ndarray | None, ct: Volume) -> Dataset:
+    item = Dataset()
+    item.ReferencedROINumber = number
+    item.ROIDisplayColor = list(s.rgb)
+    if mask is None:
+        return item
+    contours = Sequence()
+    for n, (k, points) in enumerate(structure_contours(mask, ct), start=1):
+        ref = ct.dicom.slices[k]
+        c = Dataset()
+        image = Dataset()
+        image.ReferencedSOPClassUID = ref.sop_class_uid
+        image.ReferencedSOPInstanceUID = ref.sop_instance_uid
+        c.ContourImageSequence = Sequence([image])
+        c.ContourGeometricType = "CLOSED_PLANAR"
+        c.ContourNumber = n
+        data = [_ds(v) for v in points.ravel()]
+        if sum(len(v) + 1 for v in data) > MAX_VALUE_BYTES:
+            raise DKOARError(f"{s.name}: a contour on slice {k + 1} has too many points for one DICOM value ({len(points)})")
+        c.NumberOfContourPoints = len(points)
+        c.ContourData = data
+        contours.append(c)
+    item.ContourSequence = contours
+    return item
+
+
+def _observation(number: int, s: Structure) -> Dataset:
+    item = Dataset()
+    item.ObservationNumber = number
+    item.ReferencedROINumber = number
+    item.RTROIInterpretedType = s.rt_roi_type
+    item.ROIInterpreter = ""
+    identity = _code(s.type)
+    if s.modifier is not None:
+        identity.SegmentedPropertyTypeModifierCodeSequence = Sequence([_code(s.modifier)])
+    item.RTROIIdentificationCodeSequence = Sequence([identity])
+    item.SegmentedPropertyCategoryCodeSequence = Sequence([_code(s.category)])
+    return item
+
+
+def write_rtstruct(ct: Volume, segmentation: Segmentation, path: Path | str, options: RTStructOptions | None = None) -> Path:
+    """Build the RTSTRUCT and write it to ``path`` (through a temporary file)."""
+    ds = build_rtstruct(ct, segmentation, options)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return path

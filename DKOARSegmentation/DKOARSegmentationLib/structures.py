@@ -1,0 +1,95 @@
+"""From a model's labels to catalogue structures.
+
+Model labels map through the catalogue's names and aliases. A merged left/right label
+(``Parotid_LR``) is split by patient side: +x in LPS is the patient's left, whatever the patient
+position or array layout, and the midline is the centre of the patient's body. Labels that map to
+nothing are reported, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .catalogue import Catalogue, Structure
+from .errors import DKOARError
+from .volume import Segmentation, Volume
+
+
+@dataclass
+class LabelMapping:
+    direct: dict[int, Structure] = field(default_factory=dict)
+    merged: dict[int, tuple[Structure, Structure]] = field(default_factory=dict)  # (left, right)
+    unmapped: dict[int, str] = field(default_factory=dict)
+    missing: list[Structure] = field(default_factory=list)  # catalogue structures the model lacks
+
+    @property
+    def structures(self) -> tuple[Structure, ...]:
+        found = list(self.direct.values()) + [s for pair in self.merged.values() for s in pair]
+        return tuple(sorted(found, key=lambda s: s.label))
+
+
+def _merged_pair(name: str, catalogue: Catalogue) -> tuple[Structure, Structure] | None:
+    stem = name[:-2] if name.upper().endswith("LR") else None
+    if not stem:
+        return None
+    stem = stem.rstrip("_")
+    left, right = catalogue.find(stem + "_L"), catalogue.find(stem + "_R")
+    if left is None or right is None or left.laterality != "L" or right.laterality != "R":
+        return None
+    return left, right
+
+
+def map_model_labels(model_labels: dict[int, str], catalogue: Catalogue) -> LabelMapping:
+    mapping = LabelMapping()
+    for value, name in sorted(model_labels.items()):
+        if value == 0:
+            continue
+        structure = catalogue.find(name)
+        if structure is not None:
+            mapping.direct[value] = structure
+            continue
+        pair = _merged_pair(name, catalogue)
+        if pair is not None:
+            mapping.merged[value] = pair
+        else:
+            mapping.unmapped[value] = name
+    provided = {s.label for s in mapping.structures}
+    if len(provided) != len(mapping.structures):
+        raise DKOARError("two model labels map to the same catalogue structure; check the model's label names")
+    mapping.missing = [s for s in catalogue if s.label not in provided]
+    return mapping
+
+
+def body_midline_x(ct: Volume, threshold_hu: float = -300.0) -> float:
+    """LPS x of the centre of the patient's body (largest object above ``threshold_hu``)."""
+    from scipy import ndimage
+
+    step = 4
+    coarse = ct.voxels[::step, ::step, ::step] > threshold_hu
+    labelled, n = ndimage.label(coarse)
+    if n == 0:
+        return float(ct.index_to_lps(np.array(ct.shape[::-1]) / 2.0)[0])
+    sizes = np.bincount(labelled.ravel())[1:]
+    k, j, i = np.nonzero(labelled == int(np.argmax(sizes)) + 1)
+    ijk = np.column_stack([i, j, k]).astype(float) * step
+    return float(np.mean(ct.index_to_lps(ijk)[:, 0]))
+
+
+def to_catalogue_labels(model_labels: np.ndarray, mapping: LabelMapping, ct: Volume) -> Segmentation:
+    out = np.zeros(model_labels.shape, dtype=np.uint8)
+    for value, structure in mapping.direct.items():
+        out[model_labels == value] = structure.label
+    if mapping.merged:
+        midline = body_midline_x(ct)
+        # LPS x of every voxel: x = a_00 i + a_01 j + a_02 k + a_03
+        a = ct.affine[0]
+        k, j, i = np.indices(model_labels.shape, sparse=True)
+        x = a[0] * i + a[1] * j + a[2] * k + a[3]
+        for value, (left, right) in mapping.merged.items():
+            voxels = model_labels == value
+            is_left = np.broadcast_to(x > midline, model_labels.shape)
+            out[voxels & is_left] = left.label
+            out[voxels & ~is_left] = right.label
+    return Segmentation(out, ct.affine.copy(), mapping.structures)

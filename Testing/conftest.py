@@ -1,0 +1,47 @@
+"""Shared test data: small phantoms written as real DICOM series by the project's own writer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from DKOARSegmentationLib.catalogue import default_catalogue
+from DKOARSegmentationLib.phantom import PhantomGrid, write_phantom
+
+REPO = Path(__file__).resolve().parent.parent
+# small enough for a quick suite, fine enough for the small structures: 250 mm field of view
+SMALL_GRID = PhantomGrid(matrix=192, pixel_mm=1.3, slice_mm=3.0)
+
+
+@pytest.fixture(scope="session")
+def catalogue():
+    return default_catalogue()
+
+
+@pytest.fixture(scope="session")
+def phantom_factory(tmp_path_factory):
+    """Write (once per session) a small phantom for a (seed, position)."""
+    cache: dict = {}
+
+    def make(seed: int = 3, position: str = "HFS", grid: PhantomGrid = SMALL_GRID):
+        key = (seed, position, grid)
+        if key not in cache:
+            out = tmp_path_factory.mktemp(f"phantom_{seed}_{position}")
+            cache[key] = (out, write_phantom(out, seed=seed, position=position, grid=grid))
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def small_phantom(phantom_factory):
+    return phantom_factory(3, "HFS")
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed; `make test` installs Debian's dicom3tools")
+    return path

@@ -90,13 +90,20 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors in one line (exit code 2), like every other error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .phantom import PATIENT_POSITIONS
 
-    parser = argparse.ArgumentParser(prog="dkoar", description="Contour the Danish head-and-neck organs at risk on a planning CT.")
+    parser = _OneLineErrors(prog="dkoar", description="Contour the Danish head-and-neck organs at risk on a planning CT.")
     parser.add_argument("--version", action="version", version=f"dkoar {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrors)
 
     p = sub.add_parser("phantom", help="write a synthetic head-and-neck CT (DICOM) with its ground truth")
     p.add_argument("--out", type=Path, required=True)

@@ -32,6 +32,11 @@ def write_overview(ct: Volume, segmentation: Segmentation, path: Path | str, tit
 
     image, (sz, sy, sx) = canonical_layout(ct.voxels, ct.affine)
     labels, _ = canonical_layout(segmentation.labels, segmentation.affine)
+    # show the patient, not the field of view's air and couch
+    from .preprocessing import body_bbox
+
+    box = body_bbox(image, margin_voxels=6)
+    image, labels = image[box], labels[box]
     by_name = {s.name: s.label for s in segmentation.structures}
 
     def level(names: list[str], axis: int) -> int:

@@ -106,7 +106,8 @@ def build_layers(labels: dict[str, int], rng: np.random.Generator, vary: bool = 
     cranial = Ellipsoid(brain_c, tuple(v + 11 for v in brain_s)) & Box((-200, -200, -2), (200, 200, 400))
     tissue("skull", cranial, BONE, 0)
     tissue("cranial csf", Ellipsoid(brain_c, tuple(v + 3 for v in brain_s)) & Box((-200, -200, 0), (200, 200, 400)), CSF, 0)
-    skull_base = EllipticCylinder((0, 10), (74, 90), (-9, 0)) - Tube(((0, 40, -20), (0, 40, 5)), 16)
+    skull_base = ((EllipticCylinder((0, 10), (74, 90), (-9, 0)) & Ellipsoid((0, 5, 40), (74, 92, 82)))
+                  - Tube(((0, 40, -20), (0, 40, 5)), 16))
     tissue("skull base", skull_base, BONE, 0)
     for s in side.values():
         tissue("petrous bone", Ellipsoid((s * 33, 10, -3), (15, 9, 8), rotation(yaw_deg=-s * 40)), DENSE_BONE, 0)

@@ -21,15 +21,22 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/dkoar demo --out demo_output
 
-# dciodvfy and dcentvfy (Debian's dicom3tools) validate the DICOM we write
+# Real tools that check what we write: dciodvfy/dcentvfy (Debian's dicom3tools) validate the DICOM,
+# plastimatch (Debian) and dicompyler-core (its own venv: it needs pydicom < 3) read it back.
 validators:
-	@command -v dciodvfy >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools; }
+	@command -v dciodvfy >/dev/null && command -v plastimatch >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dicom3tools plastimatch; }
 
-test: $(STAMP) validators
+.venv-dicompyler/.installed:
+	test -x .venv-dicompyler/bin/python || $(PYTHON) -m venv .venv-dicompyler
+	.venv-dicompyler/bin/python -m pip install --quiet "pydicom<3" "dicompyler-core==0.5.6" "numpy<2.3" shapely matplotlib six
+	touch $@
+
+test: $(STAMP) validators .venv-dicompyler/.installed
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) Testing/benchmarks/bench_segment.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) .venv-dicompyler demo_output .pytest_cache

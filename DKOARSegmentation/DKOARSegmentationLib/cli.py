@@ -71,6 +71,66 @@ def _print_dice(result, truth_path: Path) -> float:
     return mean
 
 
+def _cmd_export_rtstruct(args) -> int:
+    import numpy as np
+
+    from .catalogue import default_catalogue
+    from .ct_loader import load_ct
+    from .labelmap_io import read_labelmap
+    from .rtstruct_writer import RTStructOptions, write_rtstruct
+
+    catalogue = default_catalogue()
+    ct = load_ct(args.ct, args.series)
+    if ct.dicom is None:
+        raise DKOARError(f"{args.ct}: an RTSTRUCT references the DICOM CT it was drawn on; give the CT's DICOM folder")
+    segmentation = read_labelmap(args.labels, catalogue)
+    options = RTStructOptions(label=args.label, model_name=args.algorithm, model_version=args.algorithm_version,
+                              empty_structures=args.empty_structures,
+                              series_description=f"{args.label} (unapproved)")
+    write_rtstruct(ct, segmentation, args.out, options)
+    present = [v for v in np.unique(segmentation.labels) if v > 0]
+    print(f"wrote {args.out}: {len(present)} structures with contours")
+    return 0
+
+
+def _cmd_export_seg(args) -> int:
+    from .catalogue import default_catalogue
+    from .ct_loader import load_ct
+    from .dicom_seg import read_source_datasets, write_dicom_seg
+    from .labelmap_io import read_labelmap
+
+    catalogue = default_catalogue()
+    ct = load_ct(args.ct, args.series)
+    if ct.dicom is None:
+        raise DKOARError(f"{args.ct}: a DICOM SEG references the DICOM CT it was drawn on; give the CT's DICOM folder")
+    segmentation = read_labelmap(args.labels, catalogue)
+    if segmentation.labels.shape != ct.shape:
+        raise DKOARError(f"{args.labels}: the label map is not on the CT's grid")
+    write_dicom_seg(ct, read_source_datasets(args.ct, ct), segmentation, args.out,
+                    model_name=args.algorithm, model_version=args.algorithm_version)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_rtstruct_to_labels(args) -> int:
+    from .catalogue import default_catalogue
+    from .ct_loader import load_ct
+    from .label_export import rtstruct_to_segmentation, write_segmentation_file
+
+    catalogue = default_catalogue()
+    ct = load_ct(args.ct, args.series)
+    segmentation, report = rtstruct_to_segmentation(args.rtstruct, ct, catalogue)
+    write_segmentation_file(segmentation, args.out, catalogue)
+    print(f"wrote {args.out}: {len(segmentation.structures)} structures in catalogue numbering")
+    if report.unknown_rois:
+        print("not in the catalogue, left out: " + ", ".join(report.unknown_rois))
+    if report.empty_rois:
+        print("without contours: " + ", ".join(report.empty_rois))
+    for pair, voxels in report.overlaps.items():
+        print(f"overlap {pair}: {voxels} voxels given to the smaller structure")
+    return 0
+
+
 def _cmd_demo(args) -> int:
     from .phantom import PhantomGrid, write_phantom
     from .pipeline import segment
@@ -125,6 +185,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", type=Path, default=None, help="a ground-truth label map: print the Dice per structure")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_segment)
+
+    p = sub.add_parser("export-rtstruct", help="write an RTSTRUCT from a label map on a DICOM CT's grid")
+    p.add_argument("--ct", type=Path, required=True, help="the CT's DICOM folder")
+    p.add_argument("--labels", type=Path, required=True, help="label map (.nii.gz, .nrrd, .seg.nrrd), catalogue numbering")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--series", default=None, help="SeriesInstanceUID when the folder holds several CT series")
+    p.add_argument("--label", default="DKOAR", help="StructureSetLabel (at most 16 characters)")
+    p.add_argument("--algorithm", default="user segmentation", help="what made the label map (provenance)")
+    p.add_argument("--algorithm-version", default="")
+    p.add_argument("--empty-structures", choices=("keep", "omit"), default="omit")
+    p.set_defaults(func=_cmd_export_rtstruct)
+
+    p = sub.add_parser("export-seg", help="write a DICOM SEG from a label map on a DICOM CT's grid")
+    p.add_argument("--ct", type=Path, required=True, help="the CT's DICOM folder")
+    p.add_argument("--labels", type=Path, required=True, help="label map (.nii.gz, .nrrd, .seg.nrrd), catalogue numbering")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--series", default=None)
+    p.add_argument("--algorithm", default="user segmentation")
+    p.add_argument("--algorithm-version", default="")
+    p.set_defaults(func=_cmd_export_seg)
+
+    p = sub.add_parser("rtstruct-to-labels", help="read an RTSTRUCT onto its CT's grid as a label map")
+    p.add_argument("rtstruct", type=Path)
+    p.add_argument("--ct", type=Path, required=True, help="the CT's DICOM folder (or an image file on the same grid)")
+    p.add_argument("--out", type=Path, required=True, help=".nii.gz, .nrrd or .seg.nrrd")
+    p.add_argument("--series", default=None)
+    p.set_defaults(func=_cmd_rtstruct_to_labels)
 
     p = sub.add_parser("demo", help="make a phantom CT, contour it with the demo model, print the Dice")
     p.add_argument("--out", type=Path, default=Path("demo_output"))

@@ -21,7 +21,7 @@ def read_rtstruct_masks(path: Path | str, ct: Volume) -> dict[str, np.ndarray]:
     """ROI name -> boolean mask on the CT's grid (k, j, i)."""
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(path, force=True)  # some writers leave out the preamble and file meta
     except Exception as exc:  # pydicom raises many types for non-DICOM or corrupt files
         raise DKOARError(f"{path}: cannot read the RTSTRUCT ({exc})") from None
     if getattr(ds, "Modality", "") != "RTSTRUCT":

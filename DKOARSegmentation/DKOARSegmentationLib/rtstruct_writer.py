@@ -22,7 +22,7 @@ from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_
 from . import __version__
 from .atomic import atomic_path
 from .catalogue import Code, Structure
-from .contours import mask_to_polygons
+from .contours import polygons_for_slice
 from .errors import DKOARError
 from .volume import Segmentation, Volume
 
@@ -48,6 +48,8 @@ class RTStructOptions:
     edited: frozenset[str] = field(default_factory=frozenset)
     operator: str = ""
     series_description: str = "DKOAR organs at risk (AI, unapproved)"
+    simplify_mm: float = 0.25  # Douglas-Peucker tolerance; a slice whose round trip it would break stays exact
+    keyholes: bool = True  # holes joined to their outer contour (read alike by union and even-odd readers)
 
 
 def _ds(value: float) -> str:
@@ -70,15 +72,18 @@ def _copy(dst: Dataset, src, names: tuple[str, ...]) -> None:
         setattr(dst, name, value if value is not None else "")
 
 
-def structure_contours(mask: np.ndarray, ct: Volume) -> list[tuple[int, np.ndarray]]:
-    """(slice index, N x 3 LPS points) for every contour of a 3D mask on the CT grid."""
+def structure_contours(mask: np.ndarray, ct: Volume, simplify_mm: float = 0.0,
+                       keyholes: bool = True) -> list[tuple[int, np.ndarray]]:
+    """(slice index, N x 3 LPS points) for every contour of a 3D mask on the CT grid, each on its
+    own slice's ImagePositionPatient."""
     refs = ct.dicom.slices if ct.dicom is not None else None
     col = ct.affine[:3, 0]
     row = ct.affine[:3, 1]
+    tolerance_px = simplify_mm / max(ct.spacing[0], ct.spacing[1])
     out = []
     for k in np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]:
         origin = np.asarray(refs[k].position) if refs is not None else ct.index_to_lps(np.array([0.0, 0.0, float(k)]))
-        for poly in mask_to_polygons(mask[k]):
+        for poly in polygons_for_slice(mask[k], tolerance_px, keyholes):
             points = origin + np.outer(poly[:, 0], col) + np.outer(poly[:, 1], row)
             out.append((int(k), points))
     return out
@@ -163,7 +168,8 @@ def build_rtstruct(ct: Volume, segmentation: Segmentation, options: RTStructOpti
         roi_number += 1
         edited = structure.name in options.edited
         roi_seq.append(_structure_set_roi(roi_number, structure, ds, options, edited, now))
-        contour_seq.append(_roi_contour(roi_number, structure, labels == structure.label if has_voxels else None, ct))
+        contour_seq.append(_roi_contour(roi_number, structure, labels == structure.label if has_voxels else None, ct,
+                                        options))
         obs_seq.append(_observation(roi_number, structure))
     ds.StructureSetROISequence = roi_seq
     ds.ROIContourSequence = contour_seq
@@ -193,14 +199,14 @@ def _structure_set_roi(number: int, s: Structure, ds: Dataset, options: RTStruct
     return item
 
 
-def _roi_contour(number: int, s: Structure, mask: np.ndarray | None, ct: Volume) -> Dataset:
+def _roi_contour(number: int, s: Structure, mask: np.ndarray | None, ct: Volume, options: RTStructOptions) -> Dataset:
     item = Dataset()
     item.ReferencedROINumber = number
     item.ROIDisplayColor = list(s.rgb)
     if mask is None:
         return item
     contours = Sequence()
-    for n, (k, points) in enumerate(structure_contours(mask, ct), start=1):
+    for n, (k, points) in enumerate(structure_contours(mask, ct, options.simplify_mm, options.keyholes), start=1):
         ref = ct.dicom.slices[k]
         c = Dataset()
         image = Dataset()

@@ -123,3 +123,105 @@ def test_refuses_a_label_map_off_the_ct_grid_and_ct_without_dicom(written, tmp_p
     finally:
         ct.dicom = saved
     assert list(tmp_path.iterdir()) == []
+
+
+# --- geometry: every patient position, missing slices, non-square pixels, oblique series -------
+
+from DKOARSegmentationLib.contours import mask_to_polygons, polygon_area  # noqa: E402
+from DKOARSegmentationLib.dicom_ct_writer import write_ct_series  # noqa: E402
+from DKOARSegmentationLib.phantom import PATIENT_POSITIONS  # noqa: E402
+from DKOARSegmentationLib.volume import Volume  # noqa: E402
+
+
+@pytest.mark.parametrize("position", PATIENT_POSITIONS)
+def test_round_trip_in_every_patient_position(phantom_factory, tmp_path, catalogue, position):
+    out, phantom = phantom_factory(5, position)
+    ct = load_ct(out / "ct")
+    path = write_rtstruct(ct, phantom.truth, tmp_path / "rs.dcm")
+    masks = read_rtstruct_masks(path, ct)
+    for s in catalogue:
+        assert np.array_equal(masks[s.name], phantom.truth.labels == s.label), (position, s.name)
+
+
+def test_missing_slice_keeps_every_contour_on_its_own_slice(small_phantom, tmp_path, catalogue):
+    out, phantom = small_phantom
+    files = sorted((out / "ct").glob("*.dcm"))
+    gap = tmp_path / "ct"
+    gap.mkdir()
+    dropped = len(files) // 2
+    for n, f in enumerate(files):
+        if n != dropped:
+            (gap / f.name).write_bytes(f.read_bytes())
+    ct = load_ct(gap)
+    assert ct.shape[0] == len(files) - 1
+    truth = np.delete(phantom.truth.labels, dropped, axis=0)
+    seg = Segmentation(truth, ct.affine, phantom.truth.structures)
+    path = write_rtstruct(ct, seg, tmp_path / "rs.dcm")
+    ds = pydicom.dcmread(path)
+    positions = {r.sop_instance_uid: r.position for r in ct.dicom.slices}
+    for roi in ds.ROIContourSequence:
+        for contour in roi.get("ContourSequence", []):
+            z = np.asarray(contour.ContourData, float).reshape(-1, 3)[:, 2]
+            assert np.allclose(z, positions[contour.ContourImageSequence[0].ReferencedSOPInstanceUID][2], atol=1e-3)
+    masks = read_rtstruct_masks(path, ct)
+    for s in catalogue:
+        assert np.array_equal(masks[s.name], truth == s.label), s.name
+
+
+@pytest.mark.parametrize("oblique_deg", [0.0, 25.0])
+def test_non_square_pixels_and_oblique_orientation_are_exact(tmp_path, catalogue, oblique_deg):
+    """Checked against the DICOM attributes directly (PixelSpacing is row spacing, then column
+    spacing), not only through our own reader, which would cancel a mistake of our writer."""
+    a = np.radians(oblique_deg)
+    row_dir = np.array([np.cos(a), np.sin(a), 0.0])
+    col_dir = np.array([-np.sin(a), np.cos(a), 0.0])
+    col_spacing, row_spacing, slice_mm = 0.7, 1.3, 2.0  # along i (columns) and along j (rows)
+    affine = np.eye(4)
+    affine[:3, 0] = row_dir * col_spacing
+    affine[:3, 1] = col_dir * row_spacing
+    affine[:3, 2] = np.cross(row_dir, col_dir) * slice_mm
+    affine[:3, 3] = [-20.0, 15.0, -8.0]
+    rng = np.random.default_rng(4)
+    labels = np.zeros((6, 40, 50), np.uint8)
+    yy, xx = np.mgrid[:40, :50]
+    ring = (np.hypot((xx - 25) * col_spacing, (yy - 20) * row_spacing) < 12) & (np.hypot((xx - 25) * col_spacing, (yy - 20) * row_spacing) > 5)
+    labels[1:5][:, ring] = catalogue.by_name("Mandible").label
+    labels[2, 3, 4] = catalogue.by_name("Lens_L").label  # one voxel
+    labels[3] = np.where(rng.random((40, 50)) < 0.05, catalogue.by_name("Chiasm").label, labels[3])
+    ct = Volume(np.zeros(labels.shape, np.int16), affine)
+    ct.dicom = write_ct_series(ct, tmp_path / "ct", seed=1)
+    ct = load_ct(tmp_path / "ct")
+    np.testing.assert_allclose(ct.affine, affine, atol=1e-6)
+    seg = Segmentation(labels, ct.affine, tuple(catalogue))
+    path = write_rtstruct(ct, seg, tmp_path / "rs.dcm", RTStructOptions(empty_structures="omit"))
+    masks = read_rtstruct_masks(path, ct)
+    for name in ("Mandible", "Lens_L", "Chiasm"):
+        assert np.array_equal(masks[name], labels == catalogue.by_name(name).label), name
+    ds = pydicom.dcmread(path)
+    lens = [c for r, c in zip(ds.StructureSetROISequence, ds.ROIContourSequence) if r.ROIName == "Lens_L"][0]
+    (contour,) = lens.ContourSequence
+    slice_ds = pydicom.dcmread(sorted((tmp_path / "ct").glob("*.dcm"))[2])
+    ipp = np.array(slice_ds.ImagePositionPatient, float)
+    iop = np.array(slice_ds.ImageOrientationPatient, float)
+    dr, dc = (float(v) for v in slice_ds.PixelSpacing)
+    expected = {tuple(np.round(ipp + (4 + di) * dc * iop[:3] + (3 + dj) * dr * iop[3:], 3))
+                for di in (-0.5, 0.5) for dj in (-0.5, 0.5)}
+    points = {tuple(np.round(p, 3)) for p in np.asarray(contour.ContourData, float).reshape(-1, 3)}
+    assert points == expected
+    # every point lies in its slice's plane
+    normal = np.cross(iop[:3], iop[3:])
+    for roi in ds.ROIContourSequence:
+        for c in roi.ContourSequence:
+            pts = np.asarray(c.ContourData, float).reshape(-1, 3)
+            ref = [s for s in ct.dicom.slices if s.sop_instance_uid == c.ContourImageSequence[0].ReferencedSOPInstanceUID][0]
+            assert np.allclose((pts - np.asarray(ref.position)) @ normal, 0, atol=1e-3)
+
+
+def test_polygon_area_equals_voxel_area(small_phantom, catalogue):
+    _, phantom = small_phantom
+    labels = phantom.truth.labels
+    for s in catalogue:
+        mask = labels == s.label
+        for k in np.nonzero(mask.any(axis=(1, 2)))[0]:
+            area = sum(polygon_area(p) for p in mask_to_polygons(mask[k]))
+            assert area == mask[k].sum(), (s.name, k)

@@ -1,10 +1,12 @@
 """DK OAR Segmentation: the 3D Slicer module (thin glue around DKOARSegmentationLib).
 
 Everything that can run without Slicer lives in the core package ``DKOARSegmentationLib``
-(the ``dkoar`` command runs the very same code). This file only wires it to Slicer: a parameter
-node, the panel, a logic that moves a volume node to the core and the result back into the scene,
-and a self-test that runs inside Slicer. The core is imported inside methods, so that this file
-loads (and Slicer can offer to install the Python packages) before the core's dependencies exist.
+(the ``dkoar`` command runs the very same code); what needs MRML but no Qt (loading results as
+segments with terminology, reading them back, observing edits, the correction session, export)
+lives in ``DKOARSegmentationMRML`` and is tested with slicer-core. This file only wires them to
+Slicer: a parameter node, the panel, a thin logic, and a self-test that runs inside Slicer. The core
+is imported inside methods, so that this file loads (and Slicer can offer to install the Python
+packages) before the core's dependencies exist.
 
 Written for Slicer 5.10 and 5.12; calls that need a particular release say so.
 """
@@ -13,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from typing import Annotated
 
@@ -50,6 +53,13 @@ DEPENDENCIES = [
     "slicerio>=1.1",
     "pynrrd>=1.0",
     "matplotlib>=3.7",
+    "highdicom>=0.22",
+    # compressed DICOM CT (JPEG Lossless, JPEG-LS, JPEG 2000, RLE) through pydicom
+    "pylibjpeg>=2.0",
+    "pylibjpeg-libjpeg>=2.1",
+    "pylibjpeg-openjpeg>=2.3",
+    "pylibjpeg-rle>=2.0",
+    "psutil>=5.9",  # the CT loader's memory check; Cancel ends the background process tree
 ]
 # Installed with --no-deps, as the Makefile does: nnU-Net's network classes would otherwise pull timm,
 # torchvision and a CUDA build of torch that may not match the one the PyTorch extension chose.
@@ -155,6 +165,7 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._progress = None  # the core's Progress while a run is going on
+        self.segmentEditorWidget = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -170,25 +181,43 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.progressBar.setVisible(False)
+        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._updateGui)
+        self.ui.startCorrectingButton.connect("clicked(bool)", self.onStartCorrecting)
+        self.ui.finishCorrectingButton.connect("clicked(bool)", self.onFinishCorrecting)
+        self.ui.exportRTStructButton.connect("clicked(bool)", self.onExportRTStruct)
+        self._setupSegmentEditor()
 
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self.removeObservers()
+        if self.logic is not None:
+            self.logic.shutdown()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        if self.segmentEditorWidget is not None:
+            self.segmentEditorWidget.installKeyboardShortcuts()  # as the Segment Editor module does on enter
 
     def exit(self) -> None:
+        if self.segmentEditorWidget is not None:
+            # leaving the module: no effect stays active in the views; timing goes on while correcting
+            self.segmentEditorWidget.setActiveEffect(None)
+            self.segmentEditorWidget.uninstallKeyboardShortcuts()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
 
     def onSceneStartClose(self, caller, event) -> None:
+        # closing the scene mid-case: every event is already in the correction log; stop observing
+        # and close the log; a background run for the closing scene is ended
+        self.logic.shutdown()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
+        if self.segmentEditorWidget is not None:  # the scene's editor node went with the scene
+            self.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.getSegmentEditorNode())
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -212,7 +241,7 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _updateGui(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
-        running = self._progress is not None
+        running = self._progress is not None or (self.logic is not None and self.logic.processRunning)
         canApply = bool(parameters and parameters.inputVolume)
         self.ui.applyButton.enabled = canApply or running
         self.ui.applyButton.text = _("Cancel") if running else _("Apply")
@@ -221,6 +250,14 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         else:
             self.ui.applyButton.toolTip = _("Contour the organs at risk") if canApply else _("Select a planning CT")
         self.ui.demoWarningLabel.setVisible(bool(parameters) and not parameters.modelPath.strip())
+        session = self.logic.correctionSession if self.logic else None
+        correcting = session is not None and session.running
+        haveSegmentation = self.ui.segmentationSelector.currentNode() is not None
+        haveVolume = bool(parameters and parameters.inputVolume)
+        self.ui.startCorrectingButton.enabled = haveSegmentation and haveVolume and not correcting and not running
+        self.ui.finishCorrectingButton.enabled = correcting
+        self.ui.segmentationSelector.enabled = not correcting
+        self.ui.exportRTStructButton.enabled = haveSegmentation and haveVolume and not correcting and not running
 
     def setStatus(self, text: str, error: bool = False) -> None:
         self.ui.statusLabel.text = text
@@ -238,6 +275,10 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._progress.cancel()
             self.setStatus(_("Cancelling..."))
             return
+        if self.logic.processRunning:  # a background run: end its process tree
+            self.setStatus(_("Cancelling..."))
+            self.logic.cancelSegmentationProcess()
+            return
         parameters = self._parameterNode
         self.setStatus(_("Checking the Python packages..."))
         try:
@@ -249,6 +290,20 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             return
         from DKOARSegmentationLib.errors import DKOARError
         from DKOARSegmentationLib.progress import Progress
+
+        if self.logic.canRunInBackground():  # Slicer >= 5.12
+            self.ui.progressBar.value = 0
+            self.ui.progressBar.setVisible(True)
+            try:
+                self.logic.startSegmentationProcess(
+                    parameters.inputVolume, parameters.outputFolder, parameters.modelPath, parameters.device,
+                    onProgress=self.onBackgroundProgress, onCompleted=self.onBackgroundCompleted)
+            except Exception as exc:
+                logging.exception("DKOARSegmentation: could not start the segmentation")
+                self.ui.progressBar.setVisible(False)
+                self.setStatus(str(exc), error=True)
+            self._updateGui()
+            return
 
         self._progress = Progress(self.onProgress)
         self.ui.progressBar.value = 0
@@ -271,17 +326,147 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.progressBar.setVisible(False)
             self._updateGui()
 
+        self._showResult(segmentationNode, {"outputs": result.outputs, "warnings": result.warnings})
+
+    def onBackgroundProgress(self, stage: str, fraction: float, message: str) -> None:
+        self.ui.progressBar.format = f"{stage} %p%"
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.statusLabel.text = message or stage
+
+    def onBackgroundCompleted(self, segmentationNode, result, error) -> None:
+        self.ui.progressBar.setVisible(False)
+        self._updateGui()
+        if error:
+            self.setStatus(error, error=True)
+            return
+        self._showResult(segmentationNode, result)
+
+    def _showResult(self, segmentationNode, result: dict) -> None:
+        """``result``: the outputs (name -> path) and warnings of the run."""
+        parameters = self._parameterNode
+        self.ui.segmentationSelector.setCurrentNode(segmentationNode)
         if parameters.modelPath.strip():
             self.ui.modelPathLineEdit.addCurrentPathToHistory()
         if parameters.outputFolder.strip():
             self.ui.outputFolderLineEdit.addCurrentPathToHistory()
         count = segmentationNode.GetSegmentation().GetNumberOfSegments()
+        outputs = result["outputs"]
         lines = [_("{count} structures contoured, outputs in {folder}").format(
-            count=count, folder=os.path.dirname(str(result.outputs["seg_nrrd"])))]
-        if "rtstruct" in result.outputs:
-            lines.append(_("RTSTRUCT: {path}").format(path=result.outputs["rtstruct"]))
-        lines += [_("Note: {warning}").format(warning=w) for w in result.warnings]
+            count=count, folder=os.path.dirname(str(outputs["seg_nrrd"])))]
+        if "rtstruct" in outputs:
+            lines.append(_("RTSTRUCT: {path}").format(path=outputs["rtstruct"]))
+        lines += [_("Note: {warning}").format(warning=w) for w in result["warnings"]]
         self.setStatus("\n".join(lines))
+
+    #
+    # Correcting with the embedded Segment Editor, timed
+    #
+
+    def _setupSegmentEditor(self) -> None:
+        """The Segment Editor, embedded in the panel, on the module's own editor node (observed for timing)."""
+        import qt
+
+        # qMRMLSegmentEditorWidget: Slicer >= 4.10; setSourceVolumeNode (below): Slicer >= 5.2
+        self.segmentEditorWidget = slicer.qMRMLSegmentEditorWidget()
+        self.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
+        self.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.getSegmentEditorNode())
+        self.segmentEditorWidget.setSegmentationNodeSelectorVisible(False)
+        self.segmentEditorWidget.setSourceVolumeNodeSelectorVisible(False)
+        layout = self.ui.segmentEditorFrame.layout() or qt.QVBoxLayout(self.ui.segmentEditorFrame)
+        layout.addWidget(self.segmentEditorWidget)
+        self.ui.correctionTimesTable.horizontalHeader().setStretchLastSection(True)
+
+    @staticmethod
+    def correctionLogPath() -> str:
+        """The correction log: the setting DKOARSegmentation/CorrectionLog, else beside Slicer's settings."""
+        path = slicer.util.settingsValue("DKOARSegmentation/CorrectionLog", "")
+        if not path:
+            path = os.path.join(os.path.dirname(slicer.app.slicerUserSettingsFilePath), "DKOARSegmentation",
+                                "corrections.sqlite")
+        return path
+
+    def onStartCorrecting(self) -> None:
+        from DKOARSegmentationLib.errors import DKOARError
+
+        segmentationNode = self.ui.segmentationSelector.currentNode()
+        volumeNode = self._parameterNode.inputVolume if self._parameterNode else None
+        self.segmentEditorWidget.setSegmentationNode(segmentationNode)
+        self.segmentEditorWidget.setSourceVolumeNode(volumeNode)  # Slicer >= 5.2 (setMasterVolumeNode before)
+        idleCutoff = slicer.util.settingsValue("DKOARSegmentation/IdleCutoffSeconds", 30.0, converter=float)
+        try:
+            self.logic.startCorrecting(
+                segmentationNode, volumeNode, editorNode=self.logic.getSegmentEditorNode(),
+                logPath=self.correctionLogPath(), site=slicer.util.settingsValue("DKOARSegmentation/Site", ""),
+                siteKeyPath=slicer.util.settingsValue("DKOARSegmentation/SiteKey", ""),
+                idleCutoffSeconds=idleCutoff, listener=self.onCorrectionEvent)
+        except DKOARError as exc:
+            self.ui.correctionStatusLabel.text = str(exc)
+            return
+        except Exception as exc:
+            logging.exception("DKOARSegmentation: could not start correcting")
+            self.ui.correctionStatusLabel.text = _("Could not start correcting: {error}").format(error=exc)
+            return
+        self.ui.correctionTimesTable.setRowCount(0)
+        self.ui.correctionStatusLabel.text = _("Correcting: edits are timed (log: {path})").format(
+            path=self.correctionLogPath())
+        self._updateGui()
+
+    def onCorrectionEvent(self, event) -> None:
+        """Called by the edit observer for each event: refresh the live table."""
+        session = self.logic.correctionSession
+        if session is not None:
+            self._showTimes(session.live_timing())
+
+    def _showTimes(self, timing, changed=None) -> None:
+        import qt
+
+        table = self.ui.correctionTimesTable
+        rows = sorted(timing.structures.items(), key=lambda item: (-item[1].active_s, item[0]))
+        if changed is not None:  # after Finish: every changed structure, edited through the observer or not
+            rows += [(name, None) for name in sorted(changed) if name not in timing.structures]
+        table.setRowCount(len(rows))
+        for row, (name, t) in enumerate(rows):
+            mark = " *" if changed is not None and name in changed else ""
+            values = (name + mark, f"{t.active_s:.0f}" if t else "-", str(t.edits) if t else "-")
+            for column, text in enumerate(values):
+                table.setItem(row, column, qt.QTableWidgetItem(text))
+
+    def onFinishCorrecting(self) -> None:
+        try:
+            result = self.logic.finishCorrecting()
+        except Exception as exc:
+            logging.exception("DKOARSegmentation: finishing the correction failed")
+            self.ui.correctionStatusLabel.text = _("Finish failed: {error}").format(error=exc)
+            self._updateGui()
+            return
+        self._showTimes(result.timing, result.changed)
+        self.ui.correctionStatusLabel.text = _(
+            "{changed} structures corrected (marked *, SEMIAUTOMATIC on export), {unchanged} accepted unchanged; "
+            "{active:.0f} s of active correction").format(
+            changed=len(result.changed), unchanged=len(result.unchanged), active=result.timing.active_s)
+        self._updateGui()
+
+    def onExportRTStruct(self) -> None:
+        import time
+
+        segmentationNode = self.ui.segmentationSelector.currentNode()
+        volumeNode = self._parameterNode.inputVolume
+        folder = self._parameterNode.outputFolder.strip() or slicer.util.tempDirectory("DKOARSegmentation-")
+        folder = os.path.join(folder, "RTSTRUCT-" + time.strftime("%Y%m%d-%H%M%S"))
+        os.makedirs(folder, exist_ok=True)
+        try:
+            path = self.logic.exportRTStruct(segmentationNode, volumeNode, os.path.join(folder, "rtstruct.dcm"))
+        except Exception as exc:
+            logging.exception("DKOARSegmentation: RTSTRUCT export failed")
+            self.setStatus(_("RTSTRUCT export failed: {error}").format(error=exc), error=True)
+            return
+        try:
+            from DICOMLib import DICOMUtils
+
+            DICOMUtils.importDicom(folder)  # into Slicer's DICOM database, beside the CT
+        except Exception as exc:  # the file is written; the database is a convenience
+            logging.warning(f"DKOARSegmentation: the RTSTRUCT was not added to the DICOM database: {exc}")
+        self.setStatus(_("RTSTRUCT: {path}").format(path=path))
 
     #
     # Dependencies: asked for, never installed silently
@@ -372,6 +557,11 @@ class DKOARSegmentationLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
+        self.correctionSession = None  # DKOARSegmentationMRML.correction_session.CorrectionSession
+        self._process = None  # the background segmentation process (subprocess.Popen) while it runs
+        self._processCancelled = False
+        self.editedStructures = {}  # segmentation node ID -> structures the last Finish found changed
+        self._correctionLog = None
 
     def getParameterNode(self):
         return DKOARSegmentationParameterNode(super().getParameterNode())
@@ -403,15 +593,258 @@ class DKOARSegmentationLogic(ScriptedLoadableModuleLogic):
             result = segment(inputPath, outputFolder, model_path=modelPath.strip() or None, device=device,
                              progress=progress)
 
-        segmentationNode = slicer.util.loadSegmentation(str(result.outputs["seg_nrrd"]))
-        segmentationNode.SetName(slicer.mrmlScene.GenerateUniqueName(f"{volumeNode.GetName()} OARs"))
-        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
-        # the core works in the volume's own coordinates: follow the volume's transform, if any
-        segmentationNode.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
-        shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
-        volumeParent = shNode.GetItemParent(shNode.GetItemByDataNode(volumeNode))
-        shNode.SetItemParent(shNode.GetItemByDataNode(segmentationNode), volumeParent)
+        segmentationNode = self.loadResult(result.outputs["seg_nrrd"], volumeNode)
+        # provenance for the correction log and the RTSTRUCT (saved with the scene)
+        segmentationNode.SetAttribute("DKOAR.modelName", result.bundle.name)
+        segmentationNode.SetAttribute("DKOAR.modelVersion", result.bundle.version)
+        try:
+            segmentationNode.SetAttribute("DKOAR.modelHash", result.bundle.manifest_sha256)
+        except OSError:  # a model folder without a manifest
+            pass
         return segmentationNode, result
+
+    #
+    # The same run in a separate process: Slicer stays responsive, Cancel ends the process tree
+    #
+
+    @staticmethod
+    def canRunInBackground() -> bool:
+        """slicer.util.launchConsoleProcess(..., blocking=False) exists from Slicer 5.12."""
+        import inspect
+
+        launch = getattr(slicer.util, "launchConsoleProcess", None)
+        return launch is not None and "completedCallback" in inspect.signature(launch).parameters
+
+    @property
+    def processRunning(self) -> bool:
+        return self._process is not None
+
+    def startSegmentationProcess(self, volumeNode, outputFolder: str = "", modelPath: str = "", device: str = "auto",
+                                 onProgress=None, onCompleted=None):
+        """Run the core's pipeline under PythonSlicer (DKOARSegmentationLib.json_run), reading its
+        progress as JSON lines; returns at once. ``onProgress(stage, fraction, message)`` is called
+        for each progress line, ``onCompleted(segmentationNode, result, error)`` at the end (the node
+        is None and ``error`` a message when it failed or was cancelled). Slicer >= 5.12."""
+        from DKOARSegmentationLib.errors import DKOARError
+        from DKOARSegmentationLib.json_run import parse_line
+
+        if self._process is not None:
+            raise DKOARError("a segmentation is already running")
+        if volumeNode is None or volumeNode.GetImageData() is None:
+            raise DKOARError("select a planning CT volume that has image data")
+        if not outputFolder or not outputFolder.strip():
+            outputFolder = slicer.util.tempDirectory("DKOARSegmentation-")
+        os.makedirs(outputFolder, exist_ok=True)
+        inputDir = tempfile.mkdtemp(prefix="DKOAR-input-")
+        try:
+            inputPath = self._coreInput(volumeNode, inputDir)
+        except BaseException:
+            shutil.rmtree(inputDir, ignore_errors=True)
+            raise
+        # PythonSlicer: Slicer's Python with Slicer's packages (the launcher sets up its environment)
+        args = [shutil.which("PythonSlicer") or sys.executable, "-m", "DKOARSegmentationLib.json_run",
+                inputPath, "--out", outputFolder, "--device", device]
+        if modelPath and modelPath.strip():
+            args += ["--model", modelPath.strip()]
+        moduleDir = os.path.dirname(os.path.abspath(__file__))  # where DKOARSegmentationLib is
+        environment = {"PYTHONPATH": os.pathsep.join(p for p in (moduleDir, os.environ.get("PYTHONPATH", "")) if p),
+                       "PYTHONUNBUFFERED": "1"}
+        state = {"result": None, "error": None}
+
+        def onLine(line):
+            message = parse_line(line)
+            if message is None:
+                logging.info(f"DKOARSegmentation: {line}")
+            elif "error" in message:
+                state["error"] = message["error"]
+            elif "result" in message:
+                state["result"] = message["result"]
+            elif onProgress is not None:
+                onProgress(message.get("stage", ""), float(message.get("progress", 0.0)), message.get("message", ""))
+
+        def onDone(returnCode):
+            shutil.rmtree(inputDir, ignore_errors=True)
+            self._process = None
+            segmentationNode, error = None, state["error"]
+            if self._processCancelled:
+                error = "cancelled by the user"
+            elif returnCode == 0 and state["result"]:
+                try:
+                    segmentationNode = self.loadResult(state["result"]["outputs"]["seg_nrrd"], volumeNode)
+                    model = state["result"].get("model", {})
+                    segmentationNode.SetAttribute("DKOAR.modelName", model.get("name", ""))
+                    segmentationNode.SetAttribute("DKOAR.modelVersion", model.get("version", ""))
+                    segmentationNode.SetAttribute("DKOAR.modelHash", model.get("sha256", ""))
+                except Exception as exc:
+                    logging.exception("DKOARSegmentation: loading the result failed")
+                    error = f"the result could not be loaded: {exc}"
+            elif error is None:
+                error = f"the segmentation process failed (exit code {returnCode}); details in the log"
+            if onCompleted is not None:
+                onCompleted(segmentationNode, state["result"], error)
+
+        self._processCancelled = False
+        # Slicer >= 5.12: blocking=False reads the output in a thread and calls back on the main thread
+        self._process = slicer.util.launchConsoleProcess(args, updateEnvironment=environment, blocking=False,
+                                                         logCallback=onLine, completedCallback=onDone)
+        return self._process
+
+    def shutdown(self) -> None:
+        """Slicer closes or the module reloads: stop observing (every event is already in the log,
+        the case stays unfinished there), close the log, end a background run."""
+        if self.correctionSession is not None and self.correctionSession.running:
+            self.correctionSession.observer.stop()
+        if self._correctionLog is not None:
+            self._correctionLog.close()
+            self._correctionLog = None
+        self.cancelSegmentationProcess()
+
+    def cancelSegmentationProcess(self) -> None:
+        """End the background process and every process it started (onCompleted still follows)."""
+        from DKOARSegmentationLib.json_run import end_process_tree
+
+        if self._process is not None:
+            self._processCancelled = True
+            end_process_tree(self._process.pid)
+
+    @staticmethod
+    def loadResult(segNrrdPath, volumeNode):
+        """The core's .seg.nrrd as one segmentation node: a segment per structure, named, coloured and
+        coded from the catalogue, the volume as reference geometry, under the volume's study."""
+        from DKOARSegmentationMRML.result_loading import load_seg_nrrd
+
+        return load_seg_nrrd(segNrrdPath, volumeNode, name=f"{volumeNode.GetName()} OARs")
+
+    #
+    # Correcting: the AI result as baseline, edits timed, the changed structures found
+    #
+
+    def getSegmentEditorNode(self):
+        """The module's own Segment Editor parameter node (a singleton of the scene)."""
+        node = slicer.mrmlScene.GetSingletonNode("DKOARSegmentation", "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = slicer.vtkMRMLSegmentEditorNode()
+            node.SetSingletonTag("DKOARSegmentation")
+            node.SetName("DKOARSegmentation segment editor")
+            node = slicer.mrmlScene.AddNode(node)
+        return node
+
+    def startCorrecting(self, segmentationNode, volumeNode, editorNode=None, logPath: str = "", site: str = "",
+                        siteKeyPath: str = "", idleCutoffSeconds: float = 30.0, listener=None):
+        """Keep the segmentation as the AI baseline and time the edits from now on.
+
+        With ``logPath`` the events go to that correction log (SQLite) as they happen; patient and
+        study are logged as keyed pseudonyms when a site key file is given (``siteKeyPath`` or the
+        environment variable DKOAR_SITE_KEY), never in clear. ``listener``
+        is called with each DKOARSegmentationLib.correction_timing.EditorEvent (for a live table).
+        Returns the DKOARSegmentationMRML.correction_session.CorrectionSession.
+        """
+        from DKOARSegmentationLib.errors import DKOARError
+        from DKOARSegmentationMRML.correction_session import CorrectionSession
+
+        if segmentationNode is None or volumeNode is None:
+            raise DKOARError("select the segmentation to correct and its CT")
+        if self.correctionSession is not None and self.correctionSession.running:
+            raise DKOARError("correcting has already started: press Finish first")
+        sink = self._openCorrectionLog(logPath, segmentationNode, volumeNode, site, siteKeyPath) if logPath else None
+        session = CorrectionSession(segmentationNode, volumeNode, sink, editor_node=editorNode,
+                                    idle_cutoff_s=idleCutoffSeconds)
+        if listener is not None:
+            session.observer.listeners.append(listener)
+        session.start()
+        self.correctionSession = session
+        return session
+
+    def finishCorrecting(self):
+        """Compare every structure with its baseline; returns the CorrectionResult (``changed``: the
+        structures to write SEMIAUTOMATIC), stored in the correction log when one was given."""
+        from DKOARSegmentationLib.errors import DKOARError
+
+        session = self.correctionSession
+        if session is None or not session.running:
+            raise DKOARError("press Start correcting first")
+        try:
+            result = session.finish()
+        finally:
+            if self._correctionLog is not None:
+                self._correctionLog.close()
+                self._correctionLog = None
+        self.editedStructures[session.segmentation_node.GetID()] = result.changed
+        return result
+
+    def _openCorrectionLog(self, logPath: str, segmentationNode, volumeNode, site: str, siteKeyPath: str):
+        from DKOARSegmentationLib.case_entry import case_keys, ct_properties
+        from DKOARSegmentationLib.correction_log import open_log
+        from DKOARSegmentationLib.errors import DKOARError
+        from DKOARSegmentationLib.pseudonym import key_path_from, load_site_key
+        from DKOARSegmentationMRML.correction_log_sink import CorrectionLogSink
+
+        ct = self._dicomHeaderVolume(volumeNode)
+        log = open_log(logPath)
+        try:
+            patientKey = studyKey = None
+            try:
+                key = load_site_key(key_path_from(siteKeyPath or None))
+            except DKOARError as exc:  # no site key configured: the case is logged without patient/study keys
+                logging.warning(f"DKOARSegmentation: {exc}")
+            else:
+                log.check_site_key(key.fingerprint)
+                patientKey, studyKey = case_keys(ct, key)
+            caseId = log.start_case(site=site, model_name=segmentationNode.GetAttribute("DKOAR.modelName") or "",
+                                    model_version=segmentationNode.GetAttribute("DKOAR.modelVersion") or "",
+                                    model_hash=segmentationNode.GetAttribute("DKOAR.modelHash") or "",
+                                    patient_key=patientKey, study_key=studyKey, ct=ct_properties(ct))
+        except BaseException:
+            log.close()
+            raise
+        self._correctionLog = log
+        return CorrectionLogSink(log, caseId)
+
+    @staticmethod
+    def _dicomHeaderVolume(volumeNode):
+        """The CT's geometry and, when it came from DICOM, its first slice's header (no pixels), as a
+        core Volume: enough for the log's CT properties and pseudonyms, without loading the series."""
+        import numpy as np
+
+        from DKOARSegmentationLib.volume import DicomSeriesInfo, Volume
+        from DKOARSegmentationMRML.geometry import volume_node_affine_lps
+
+        dicom = None
+        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        if uids and database:
+            path = database.fileForInstance(uids[0])
+            if path and os.path.isfile(path):
+                import pydicom
+
+                dicom = DicomSeriesInfo(pydicom.dcmread(path, stop_before_pixels=True), ())
+        return Volume(np.zeros((1, 1, 1), dtype=np.int16), volume_node_affine_lps(volumeNode), dicom)
+
+    #
+    # Export
+    #
+
+    def exportRTStruct(self, segmentationNode, volumeNode, outputPath: str, edited=None):
+        """Write the segmentation as an RTSTRUCT with the core's writer (the command line's), on the
+        CT's DICOM series. ``edited`` (default: what the last Finish found changed) are written
+        SEMIAUTOMATIC. Returns the path."""
+        from DKOARSegmentationLib.ct_loader import load_ct
+        from DKOARSegmentationLib.errors import DKOARError
+        from DKOARSegmentationLib.rtstruct_writer import RTStructOptions
+        from DKOARSegmentationMRML.export import export_rtstruct
+
+        if edited is None:
+            edited = self.editedStructures.get(segmentationNode.GetID(), frozenset())
+        with tempfile.TemporaryDirectory(prefix="DKOAR-export-") as tempDir:
+            inputPath = self._coreInput(volumeNode, tempDir)
+            if not os.path.isdir(inputPath):
+                raise DKOARError("an RTSTRUCT references the DICOM CT it was drawn on: load the CT from DICOM")
+            ct = load_ct(inputPath)
+        options = RTStructOptions(label="DKOAR", series_description="DKOAR organs at risk (unapproved)",
+                                  model_name=segmentationNode.GetAttribute("DKOAR.modelName") or "user segmentation",
+                                  model_version=segmentationNode.GetAttribute("DKOAR.modelVersion") or "",
+                                  empty_structures="keep")
+        return export_rtstruct(segmentationNode, volumeNode, ct, outputPath, options, edited=frozenset(edited))
 
     @staticmethod
     def _coreInput(volumeNode, tempDir: str) -> str:
@@ -456,6 +889,8 @@ class DKOARSegmentationTest(ScriptedLoadableModuleTest):
         self.test_SegmentPhantomDicom()
         self.setUp()
         self.test_SegmentPhantomArray()
+        self.setUp()
+        self.test_CorrectAndExport()
 
     @staticmethod
     def _smallGrid():
@@ -516,3 +951,62 @@ class DKOARSegmentationTest(ScriptedLoadableModuleTest):
         self.assertNotIn("rtstruct", result.outputs)
         self.assertTrue(any("RTSTRUCT" in w for w in result.warnings), result.warnings)
         self.delayDisplay("Array test passed")
+
+    def test_CorrectAndExport(self):
+        """End to end on a small DICOM phantom: the demo model on CPU, Dice against the truth, one
+        simulated correction, Finish, the correction log entry, the RTSTRUCT export."""
+        import numpy as np
+        import pydicom
+        from DICOMLib import DICOMUtils
+        from scipy import ndimage
+
+        from DKOARSegmentationLib.catalogue import default_catalogue
+        from DKOARSegmentationLib.correction_log import open_log
+        from DKOARSegmentationLib.metrics import dice_per_structure
+        from DKOARSegmentationLib.phantom import write_phantom
+        from DKOARSegmentationMRML.readback import segmentation_to_core
+        from DKOARSegmentationMRML.terminology import segment_codes
+
+        catalogue = default_catalogue()
+        phantomDir = slicer.util.tempDirectory("DKOARSegmentationTestPhantom-")
+        phantom = write_phantom(phantomDir, seed=9, position="HFS", grid=self._smallGrid())
+        with DICOMUtils.TemporaryDICOMDatabase() as database:
+            DICOMUtils.importDicom(os.path.join(phantomDir, "ct"), database)
+            volumeNode = slicer.mrmlScene.GetNodeByID(DICOMUtils.loadSeriesByUID([phantom.ct.dicom.series_instance_uid])[0])
+            outputFolder = slicer.util.tempDirectory("DKOARSegmentationTest-")
+            logic = DKOARSegmentationLogic()
+            self.delayDisplay("Contouring with the demonstration model on CPU")
+            segmentationNode, _result = logic.segmentVolume(volumeNode, outputFolder, "", "cpu")
+
+            segmentation = segmentationNode.GetSegmentation()
+            parotid = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName("Parotid_L"))
+            self.assertEqual(segment_codes(parotid).modifier, catalogue.by_name("Parotid_L").modifier)
+            contoured = segmentation_to_core(segmentationNode, volumeNode, catalogue)
+            dice = dice_per_structure(contoured.labels, phantom.truth.labels, catalogue.core_structures)
+            meanDice = float(np.mean(list(dice.values())))
+            logging.info(f"DKOARSegmentationTest: mean Dice of the demo model {meanDice:.3f}")
+            self.assertGreater(meanDice, 0.5)
+
+            self.delayDisplay("Correcting one structure")
+            logPath = os.path.join(outputFolder, "corrections.sqlite")
+            logic.startCorrecting(segmentationNode, volumeNode, logPath=logPath)
+            segmentId = segmentation.GetSegmentIdBySegmentName("Parotid_L")
+            mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, volumeNode)
+            grown = ndimage.binary_dilation(mask > 0, iterations=2).astype(np.uint8)
+            slicer.util.updateSegmentBinaryLabelmapFromArray(grown, segmentationNode, segmentId, volumeNode)
+            correction = logic.finishCorrecting()
+            self.assertEqual(correction.changed, {"Parotid_L"})
+            with open_log(logPath) as log:
+                case = log.cases()[-1]
+                self.assertTrue(case["finished_at"])
+                rows = log.structure_results(case["case_id"])
+                self.assertEqual(rows["Parotid_L"]["unchanged"], 0)
+                self.assertEqual(rows["Parotid_L"]["edits"], 1)
+
+            self.delayDisplay("Exporting the RTSTRUCT")
+            path = logic.exportRTStruct(segmentationNode, volumeNode, os.path.join(outputFolder, "corrected.dcm"))
+            ds = pydicom.dcmread(path)
+            semiautomatic = {roi.ROIName for roi in ds.StructureSetROISequence
+                             if roi.ROIGenerationAlgorithm == "SEMIAUTOMATIC"}
+            self.assertEqual(semiautomatic, {"Parotid_L"})
+        self.delayDisplay("Correction and export test passed")

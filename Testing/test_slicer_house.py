@@ -28,6 +28,7 @@ EXTENSION_CMAKE = REPO / "CMakeLists.txt"
 MAIN = MODULE_DIR / "DKOARSegmentation.py"
 UI = MODULE_DIR / "Resources" / "UI" / "DKOARSegmentation.ui"
 LIB = MODULE_DIR / "DKOARSegmentationLib"
+MRML = MODULE_DIR / "DKOARSegmentationMRML"  # the MRML glue: imports slicer and vtk, never qt or ctk
 RESOURCES = MODULE_DIR / "Resources"
 ICONS = (REPO / "DKOARSegmentation.png", RESOURCES / "Icons" / "DKOARSegmentation.png")
 SLICER_API = REPO / ".." / "shared" / "slicer-api" / "SLICER_API.txt"
@@ -42,7 +43,11 @@ REQUIRED_RESOURCES = (
     "Resources/DemoModel/fold_0/checkpoint_final.pth",
     "Resources/DemoModel/dkoar_model.json",
 )
-FORBIDDEN_IN_CORE = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "PythonQt", "__main__"}
+FORBIDDEN_IN_CORE = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "PythonQt", "__main__", "DKOARSegmentationMRML",
+                     "DKOARSegmentation"}
+# the MRML glue runs in slicer-core (no Qt) and must not reach the panel (the module file) either
+FORBIDDEN_IN_MRML = {"qt", "ctk", "PythonQt", "qSlicerSegmentationsModuleWidgetsPythonQt", "DKOARSegmentation",
+                     "__main__"}
 RUN_GENERATOR = "run: python tools/update_cmake_lists.py"
 
 
@@ -245,7 +250,7 @@ def test_every_lib_file_and_resource_is_named():
     scripts = cmake_list(text, "MODULE_PYTHON_SCRIPTS", {"MODULE_NAME": "DKOARSegmentation"})
     resources = cmake_list(text, "MODULE_PYTHON_RESOURCES", {"MODULE_NAME": "DKOARSegmentation"})
     assert "DKOARSegmentation.py" in scripts
-    unlisted = [p for p in _files(LIB, ".py") if p not in scripts]
+    unlisted = [p for p in _files(LIB, ".py") + _files(MRML, ".py") if p not in scripts]
     unlisted += [p for p in _files(RESOURCES) if p not in resources]
     assert not unlisted, f"files Slicer would not package: {unlisted} ({RUN_GENERATOR})"
     assert len(scripts) == len(set(scripts)) and len(resources) == len(set(resources)), "a file is listed twice"
@@ -267,6 +272,7 @@ def test_the_generator_keeps_the_lists_up_to_date(tmp_path):
     generator = _load_generator()
     module = tmp_path / "DKOARSegmentation"
     for rel in ("DKOARSegmentation.py", "DKOARSegmentationLib/__init__.py", "DKOARSegmentationLib/sub/b.py",
+                "DKOARSegmentationMRML/__init__.py", "DKOARSegmentationMRML/__pycache__/y.cpython-311.pyc",
                 "DKOARSegmentationLib/__pycache__/x.cpython-311.pyc", "DKOARSegmentationLib/notes.txt",
                 "Resources/structures.csv", "Resources/DemoModel/fold_0/checkpoint_final.pth",
                 "Resources/__pycache__/junk.pyc"):
@@ -279,12 +285,16 @@ def test_the_generator_keeps_the_lists_up_to_date(tmp_path):
     assert generator.main(["--module-dir", str(module)]) == 0
     text = cmake.read_text(encoding="utf-8")
     assert cmake_list(text, "MODULE_PYTHON_SCRIPTS") == [
-        "DKOARSegmentation.py", "DKOARSegmentationLib/__init__.py", "DKOARSegmentationLib/sub/b.py"]
+        "DKOARSegmentation.py", "DKOARSegmentationLib/__init__.py", "DKOARSegmentationLib/sub/b.py",
+        "DKOARSegmentationMRML/__init__.py"]
     assert cmake_list(text, "MODULE_PYTHON_RESOURCES") == [
         "Resources/DemoModel/fold_0/checkpoint_final.pth", "Resources/structures.csv"]
     assert "# keep me" in text and "slicerMacroBuildScriptedModule(NAME x)" in text
     assert generator.main(["--module-dir", str(module), "--check"]) == 0
     (module / "DKOARSegmentationLib" / "new.py").write_text("", encoding="utf-8")
+    assert generator.main(["--module-dir", str(module), "--check"]) == 1
+    assert generator.main(["--module-dir", str(module)]) == 0
+    (module / "DKOARSegmentationMRML" / "glue.py").write_text("", encoding="utf-8")
     assert generator.main(["--module-dir", str(module), "--check"]) == 1
 
 
@@ -370,6 +380,37 @@ def test_icons_are_128_pixel_pngs(path):
         assert len(image.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 8, "the icon is (nearly) blank"
 
 
+def _mrml_files() -> list[Path]:
+    return sorted(p for p in MRML.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_the_mrml_glue_exists_and_is_a_package():
+    assert (MRML / "__init__.py").is_file()
+    assert len(_mrml_files()) >= 5
+
+
+def test_the_mrml_glue_never_imports_qt_or_ctk():
+    found = []
+    for path in _mrml_files():
+        source = path.read_text(encoding="utf-8")
+        found += [f"{path.relative_to(REPO)}:{line}: import {name}"
+                  for line, name in forbidden_imports(source, FORBIDDEN_IN_MRML)]
+        # nor through slicer's namespace (slicer.app, slicer.qSlicer..., qMRML widgets exist only with Qt)
+        found += [f"{path.relative_to(REPO)}:{n}: {m.group(0)}" for n, line in enumerate(source.splitlines(), 1)
+                  for m in [re.search(r"\bslicer\.(app\b|q[A-Z]\w*|ScriptedLoadableModule)|\bqt\.|\bctk\.",
+                                                line.split("#", 1)[0])] if m]
+    assert not found, "\n".join(found)
+
+
+def test_the_mrml_glue_slicer_util_calls_exist():
+    if not SLICER_API.is_file():
+        pytest.skip(f"{SLICER_API} is absent")
+    api = SLICER_API.read_text(encoding="utf-8")
+    problems = [f"{path.name}: {problem}" for path in _mrml_files()
+                for problem in api_problems(path.read_text(encoding="utf-8"), api)]
+    assert not problems, "\n".join(problems)
+
+
 def test_the_core_never_imports_slicer_qt_ctk_or_vtk():
     found = []
     for path in sorted(LIB.rglob("*.py")):
@@ -447,6 +488,11 @@ def test_check_catches_unknown_slicer_calls():
           "from slicer.util import NoSuchThing\n"
     text = "\n".join(api_problems(bad, api))
     assert "slicer.util.loadUi" in text and "'asker'" in text and "NoSuchThing" in text
+
+
+def test_check_catches_qt_in_the_mrml_glue():
+    source = "import slicer\nimport vtk\ndef f():\n    import qt\nfrom ctk import ctkPathLineEdit\n"
+    assert sorted(name for _, name in forbidden_imports(source, FORBIDDEN_IN_MRML)) == ["ctk", "qt"]
 
 
 def test_check_catches_slicer_imports_in_the_core():

@@ -5,7 +5,8 @@
 a listed file that does not exist, and packages only what is listed), while the core package
 grows. This script rewrites the two lists in ``DKOARSegmentation/CMakeLists.txt``:
 
-- ``MODULE_PYTHON_SCRIPTS``: ``DKOARSegmentation.py`` and every ``.py`` under ``DKOARSegmentationLib/``;
+- ``MODULE_PYTHON_SCRIPTS``: ``DKOARSegmentation.py`` and every ``.py`` under ``DKOARSegmentationLib/``
+  (the core) and ``DKOARSegmentationMRML/`` (the MRML glue);
 - ``MODULE_PYTHON_RESOURCES``: every file under ``Resources/``;
 
 leaving out ``__pycache__``, compiled files and whatever git ignores. The rest of the file is kept.
@@ -27,6 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 MODULE_DIR = REPO / "DKOARSegmentation"
 MODULE_NAME = "DKOARSegmentation"
 LIB_DIR = "DKOARSegmentationLib"
+MRML_DIR = "DKOARSegmentationMRML"
+PACKAGE_DIRS = (LIB_DIR, MRML_DIR)
 RESOURCES_DIR = "Resources"
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo", ".swp"}
@@ -65,7 +68,7 @@ def _git_ignored(module_dir: Path, paths: list[str]) -> set[str]:
 
 def module_files(module_dir: Path = MODULE_DIR) -> tuple[list[str], list[str]]:
     """(scripts, resources) as CMake should list them, relative to the module folder."""
-    lib = [p for p in _files_under(module_dir, LIB_DIR) if p.endswith(".py")]
+    lib = [p for folder in PACKAGE_DIRS for p in _files_under(module_dir, folder) if p.endswith(".py")]
     resources = _files_under(module_dir, RESOURCES_DIR)
     ignored = _git_ignored(module_dir, lib + resources)
     scripts = [f"{MODULE_NAME}.py"] + [p for p in lib if p not in ignored]

@@ -1,0 +1,703 @@
+"""The MRML glue (DKOARSegmentation/DKOARSegmentationMRML) on real Slicer objects.
+
+Runs on Kitware's Qt-free build of Slicer 5.12 (``slicer-core`` on PyPI, in the test extra): a real
+MRML scene, the application logic with the Volumes, Segmentations, Terminologies, SubjectHierarchy
+(and Colors) module logics registered, real segmentation and Segment Editor nodes and real VTK
+events. Only the Qt panel and the Slicer self-test remain untested here.
+
+Small phantoms (96 x 96 pixels of 2.6 mm, 4 mm slices) keep the suite light.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core (Slicer's Qt-free libraries, PyPI) is not installed")
+vtk = pytest.importorskip("vtk")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "DKOARSegmentation"))  # where Slicer finds the module's packages
+
+from DKOARSegmentationLib.catalogue import default_catalogue  # noqa: E402
+from DKOARSegmentationLib.correction_timing import correction_times  # noqa: E402
+from DKOARSegmentationLib.phantom import PhantomGrid, generate_phantom  # noqa: E402
+from DKOARSegmentationLib.rtstruct_writer import RTStructOptions  # noqa: E402
+
+from DKOARSegmentationMRML.correction_session import CorrectionSession  # noqa: E402
+from DKOARSegmentationMRML.edit_observer import EditObserver  # noqa: E402
+from DKOARSegmentationMRML.geometry import add_ct_volume_node, ras_from_lps_affine, volume_node_affine_lps  # noqa: E402
+from DKOARSegmentationMRML.readback import segmentation_to_core  # noqa: E402
+from DKOARSegmentationMRML.result_loading import load_seg_nrrd, load_segmentation, segment_ids  # noqa: E402
+from DKOARSegmentationMRML.terminology import segment_codes  # noqa: E402
+
+TINY_GRID = PhantomGrid(matrix=96, pixel_mm=2.6, slice_mm=4.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# a Slicer application without Qt
+
+
+class SlicerCore:
+    """What Slicer's application sets up for module logics and slicer.util, without the GUI."""
+
+    MODULE_LOGICS = (
+        ("Colors", "vtkSlicerColorLogic"),
+        ("Volumes", "vtkSlicerVolumesLogic"),
+        ("Segmentations", "vtkSlicerSegmentationsModuleLogic"),
+        ("Terminologies", "vtkSlicerTerminologiesModuleLogic"),
+        ("SubjectHierarchy", "vtkSlicerSubjectHierarchyModuleLogic"),
+    )
+
+    def __init__(self, share_dir: Path):
+        self.scene = slicer.vtkMRMLScene()
+        self.app_logic = slicer.vtkSlicerApplicationLogic()
+        self.app_logic.SetMRMLScene(self.scene)
+        self.logics = {}
+        warnings = vtk.vtkObject.GetGlobalWarningDisplay()
+        vtk.vtkObject.GlobalWarningDisplayOff()  # no Slicer home: the default colour/terminology files are absent
+        try:
+            for name, class_name in self.MODULE_LOGICS:
+                logic = getattr(slicer, class_name)()
+                if name == "Terminologies":
+                    # terminology files load only from a share directory given to the logic
+                    logic.SetModuleShareDirectory(str(share_dir))
+                logic.SetMRMLApplicationLogic(self.app_logic)
+                logic.SetMRMLScene(self.scene)
+                self.app_logic.SetModuleLogic(name, logic)
+                self.logics[name] = logic
+        finally:
+            vtk.vtkObject.SetGlobalWarningDisplay(warnings)
+        # slicer.util's segment helpers call slicer.modules.<name>.logic() and use slicer.mrmlScene
+        self._saved = {k: getattr(slicer, k) for k in ("mrmlScene", "modules") if hasattr(slicer, k)}
+        slicer.mrmlScene = self.scene
+        slicer.modules = types.SimpleNamespace(**{
+            name.lower(): types.SimpleNamespace(logic=(lambda logic=logic: logic)) for name, logic in self.logics.items()
+        })
+
+    def close(self) -> None:
+        self.scene.Clear(1)
+        for key in ("mrmlScene", "modules"):
+            if key in self._saved:
+                setattr(slicer, key, self._saved[key])
+            elif hasattr(slicer, key):
+                delattr(slicer, key)
+
+
+@pytest.fixture
+def core(tmp_path):
+    share = tmp_path / "share"
+    share.mkdir()
+    app = SlicerCore(share)
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_phantom():
+    return generate_phantom(seed=5, position="HFS", grid=TINY_GRID)
+
+
+class Clock:
+    """A clock the test moves by hand, so that timings are exact."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class ListSink:
+    def __init__(self):
+        self.events = []
+        self.cases = []
+
+    def record_event(self, event):
+        self.events.append(event)
+
+    def record_case(self, result):
+        self.cases.append(result)
+
+
+def _ct_under_a_study(core, ct):
+    """The CT node placed under patient -> study in the subject hierarchy, as the DICOM module does."""
+    node = add_ct_volume_node(ct, "Phantom CT")
+    sh = core.scene.GetSubjectHierarchyNode()
+    patient = sh.CreateSubjectItem(sh.GetSceneItemID(), "Phantom patient")
+    study = sh.CreateStudyItem(patient, "Phantom study")
+    # in Slicer the subject hierarchy plugins (Qt) add an item for each new data node; here we do
+    item = sh.GetItemByDataNode(node) or sh.CreateItem(study, node)
+    sh.SetItemParent(item, study)
+    return node, study
+
+
+@pytest.fixture
+def loaded(core, tiny_phantom):
+    """CT and truth in the scene: (phantom, CT node, segmentation node, study item)."""
+    ct_node, study = _ct_under_a_study(core, tiny_phantom.ct)
+    seg_node = load_segmentation(tiny_phantom.truth, ct_node)
+    return tiny_phantom, ct_node, seg_node, study
+
+
+def _editor(core, seg_node, ct_node):
+    """A Segment Editor without Qt: its parameter node and vtkSlicerSegmentEditorLogic (Slicer >= 5.10)."""
+    editor_node = core.scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+    logic = slicer.vtkSlicerSegmentEditorLogic()
+    logic.SetMRMLScene(core.scene)
+    logic.SetMRMLApplicationLogic(core.app_logic)
+    logic.SetSegmentEditorNode(editor_node)
+    logic.SetSegmentationNode(seg_node)
+    logic.SetSourceVolumeNode(ct_node)
+    return editor_node, logic
+
+
+def _paint(logic, seg_node, ct_node, segment_id, region, mode=None):
+    """What a paint stroke does in the end: a modifier labelmap on the CT grid applied to a segment."""
+    modifier = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(ct_node)
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    dims = modifier.GetDimensions()
+    values = np.zeros((dims[2], dims[1], dims[0]), dtype=np.uint8)
+    values[region] = 1
+    modifier.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    vtk_to_numpy(modifier.GetPointData().GetScalars())[:] = values.ravel()
+    modifier.Modified()
+    logic.SaveStateForUndo()
+    logic.ModifySegmentByLabelmap(seg_node, segment_id, modifier,
+                                  slicer.vtkSlicerSegmentEditorLogic.ModificationModeAdd if mode is None else mode,
+                                  False, False)  # not per segment; masking (and overwriting) as the effects do
+
+
+def _background_block(labels, size=(2, 3, 3)):
+    """A block of background voxels inside the head (a place to paint without touching other structures)."""
+    body = np.argwhere(labels == 0)
+    k0 = labels.shape[0] // 2
+    for k in range(k0, labels.shape[0] - size[0]):
+        for j in range(20, labels.shape[1] - 20 - size[1], 3):
+            for i in range(20, labels.shape[2] - 20 - size[2], 3):
+                box = (slice(k, k + size[0]), slice(j, j + size[1]), slice(i, i + size[2]))
+                if not labels[box].any():
+                    return box
+    raise AssertionError(f"no background block among {len(body)} background voxels")
+
+
+def _grow(mask, voxels=1):
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=voxels)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def test_geometry_lps_ras_round_trip(core, tiny_phantom):
+    node = add_ct_volume_node(tiny_phantom.ct)
+    assert np.allclose(volume_node_affine_lps(node), tiny_phantom.ct.affine)
+    assert np.allclose(ras_from_lps_affine(tiny_phantom.ct.affine)[:2, 3], -tiny_phantom.ct.affine[:2, 3])
+    assert np.array_equal(slicer.util.arrayFromVolume(node), tiny_phantom.ct.voxels)
+
+
+def test_result_loads_as_named_coloured_coded_segments_under_the_study(loaded):
+    phantom, ct_node, seg_node, study = loaded
+    catalogue = default_catalogue()
+    segmentation = seg_node.GetSegmentation()
+    ids = segment_ids(seg_node)
+    assert len(ids) == len(catalogue) == 34
+    assert [segmentation.GetSegment(i).GetName() for i in ids] == [s.name for s in catalogue]
+    identities = set()
+    for structure in catalogue:
+        segment = segmentation.GetSegment(structure.name)
+        assert np.allclose(segment.GetColor(), [c / 255 for c in structure.rgb], atol=1e-6), structure.name
+        codes = segment_codes(segment)
+        assert codes is not None, structure.name
+        assert codes.category == structure.category
+        assert codes.type == structure.type, structure.name
+        assert codes.modifier == structure.modifier, structure.name
+        identities.add((codes.type.value, codes.modifier.value if codes.modifier else ""))
+    assert len(identities) == 34, "left and right must differ by their laterality modifier"
+    assert segment_codes(segmentation.GetSegment("Parotid_L")).modifier.meaning == "Left"
+    assert segment_codes(segmentation.GetSegment("Parotid_R")).modifier.meaning == "Right"
+    # one shared layer, as Slicer itself makes when it reads a .seg.nrrd
+    assert segmentation.GetNumberOfLayers() == 1
+    # reference geometry and subject hierarchy
+    assert seg_node.GetNodeReference(slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()) is ct_node
+    assert segmentation.GetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    sh = seg_node.GetScene().GetSubjectHierarchyNode()
+    assert sh.GetItemParent(sh.GetItemByDataNode(seg_node)) == study
+    assert sh.GetItemLevel(study) == "Study"
+
+
+def test_terminology_without_vtkSegment_SetTerminology_uses_the_tag(core):
+    """Slicer <= 5.8 has no vtkSegment.SetTerminology: the same tag is written by hand."""
+    from DKOARSegmentationMRML.terminology import set_segment_terminology, terminology_entry_string
+
+    class OldSegment:  # a vtkSegment as Slicer 5.8 offers it
+        def __init__(self):
+            self.segment = slicer.vtkSegment()
+
+        def __getattr__(self, name):
+            if name == "SetTerminology":
+                raise AttributeError(name)
+            return getattr(self.segment, name)
+
+    structure = default_catalogue().by_name("OpticNerve_R")
+    old = OldSegment()
+    set_segment_terminology(old, structure)
+    assert old.segment.GetTerminology() == terminology_entry_string(structure)
+    assert segment_codes(old.segment).modifier == structure.modifier
+
+
+def test_segments_read_back_as_the_same_label_map(loaded):
+    phantom, ct_node, seg_node, _ = loaded
+    parotid = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_L", ct_node)
+    assert np.array_equal(parotid > 0, phantom.truth.labels == default_catalogue().by_name("Parotid_L").label)
+    back = segmentation_to_core(seg_node, ct_node)
+    assert np.array_equal(back.labels, phantom.truth.labels)
+    assert np.allclose(back.affine, phantom.truth.affine)
+    assert [s.name for s in back.structures] == [s.name for s in default_catalogue()]
+
+
+def test_the_pipeline_seg_nrrd_loads_alike(core, tiny_phantom, tmp_path):
+    from DKOARSegmentationLib.labelmap_io import write_seg_nrrd
+
+    path = tmp_path / "segmentation.seg.nrrd"
+    write_seg_nrrd(tiny_phantom.truth, path)
+    ct_node = add_ct_volume_node(tiny_phantom.ct)
+    seg_node = load_seg_nrrd(path, ct_node)
+    assert len(segment_ids(seg_node)) == 34
+    assert np.array_equal(segmentation_to_core(seg_node, ct_node).labels, tiny_phantom.truth.labels)
+    # Slicer's own reader of the file agrees on names and terminology
+    storage = core.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(path))
+    other = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    assert storage.ReadData(other)
+    for structure in default_catalogue():
+        segment = other.GetSegmentation().GetSegment(other.GetSegmentation().GetSegmentIdBySegmentName(structure.name))
+        assert segment_codes(segment).type == structure.type
+        assert segment_codes(segment).modifier == structure.modifier
+
+
+def test_an_empty_structure_is_loaded_as_not_started(core, tiny_phantom):
+    from DKOARSegmentationLib.volume import Segmentation
+
+    lens = default_catalogue().by_name("Lens_L").label
+    labels = tiny_phantom.truth.labels.copy()
+    labels[labels == lens] = 0
+    ct_node = add_ct_volume_node(tiny_phantom.ct)
+    seg_node = load_segmentation(Segmentation(labels, tiny_phantom.truth.affine, tiny_phantom.truth.structures), ct_node)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    segmentation = seg_node.GetSegmentation()
+    assert logic.GetSegmentStatus(segmentation.GetSegment("Lens_L")) == logic.NotStarted
+    assert logic.GetSegmentStatus(segmentation.GetSegment("Lens_R")) == logic.Completed
+    assert not slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Lens_L", ct_node).any()
+
+
+def test_reading_layers_directly_equals_slicer_resampling(core, loaded):
+    from DKOARSegmentationMRML.readback import segment_mask, segment_masks
+
+    phantom, ct_node, seg_node, _ = loaded
+    editor_node, logic = _editor(core, seg_node, ct_node)
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_L", ct_node)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(_grow(mask).astype(np.uint8), seg_node, "Parotid_L", ct_node)
+    _paint(logic, seg_node, ct_node, "Chiasm", _background_block(phantom.truth.labels))
+    assert seg_node.GetSegmentation().GetNumberOfLayers() >= 2
+    fast = segment_masks(seg_node, ct_node)
+    assert len(fast) == 34
+    for segment_id in segment_ids(seg_node):
+        assert np.array_equal(fast[segment_id].full(), segment_mask(seg_node, segment_id, ct_node)), segment_id
+
+
+def test_overlapping_segments_give_their_voxels_to_the_smaller_structure():
+    from DKOARSegmentationMRML.readback import ReadbackReport, SegmentMask, masks_to_labels
+
+    catalogue = default_catalogue()
+    big, small = np.zeros((4, 8, 8), bool), np.zeros((4, 8, 8), bool)
+    big[1:3, 1:7, 1:7] = True
+    small[2:4, 5:8, 5:8] = True
+    report = ReadbackReport()
+    labels = masks_to_labels({"Mandible": SegmentMask.from_full(big), "Parotid_L": SegmentMask.from_full(small)},
+                             big.shape, catalogue, report)
+    assert np.array_equal(labels == catalogue.by_name("Parotid_L").label, small)
+    assert np.array_equal(labels == catalogue.by_name("Mandible").label, big & ~small)
+    assert report.overlaps == {"Mandible/Parotid_L": int((big & small).sum())}
+    assert SegmentMask.from_full(small).same_voxels(SegmentMask.from_full(small.copy()))
+    assert not SegmentMask.from_full(small).same_voxels(SegmentMask.from_full(big))
+    assert SegmentMask.from_full(np.zeros_like(big)).empty
+
+
+def test_a_label_map_on_another_grid_is_refused(core, tiny_phantom):
+    from DKOARSegmentationLib.errors import DKOARError
+    from DKOARSegmentationLib.volume import Segmentation
+
+    ct_node = add_ct_volume_node(tiny_phantom.ct)
+    shifted = tiny_phantom.truth.affine.copy()
+    shifted[:3, 3] += 5.0
+    with pytest.raises(DKOARError, match="grid"):
+        load_segmentation(Segmentation(tiny_phantom.truth.labels, shifted, tiny_phantom.truth.structures), ct_node)
+
+
+# ---------------------------------------------------------------------------------------------
+# observing edits
+
+
+def test_an_array_edit_is_seen_with_its_segment(loaded):
+    phantom, ct_node, seg_node, _ = loaded
+    sink, clock = ListSink(), Clock()
+    observer = EditObserver(seg_node, sink, clock=clock)
+    observer.start()
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_L", ct_node)
+    clock.tick(4)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(_grow(mask).astype(np.uint8), seg_node, "Parotid_L", ct_node)
+    edits = [e for e in sink.events if e.kind == "edit"]
+    assert [e.segments for e in edits] == [("Parotid_L",)]
+    assert edits[0].time == 1004.0
+    # writing back a segment unchanged is no edit
+    same = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Brainstem", ct_node)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(same, seg_node, "Brainstem", ct_node)
+    assert [e.segments for e in sink.events if e.kind == "edit"] == [("Parotid_L",)]
+    observer.stop()
+    slicer.util.updateSegmentBinaryLabelmapFromArray(np.zeros_like(mask), seg_node, "Parotid_L", ct_node)
+    assert len(sink.events) == 1, "a stopped observer records nothing"
+
+
+def test_a_segment_editor_edit_and_its_undo_are_seen(core, loaded):
+    phantom, ct_node, seg_node, _ = loaded
+    editor_node, logic = _editor(core, seg_node, ct_node)
+    sink, clock = ListSink(), Clock()
+    observer = EditObserver(seg_node, sink, editor_node=editor_node, clock=clock)
+    observer.start()
+    clock.tick(1)
+    logic.SetCurrentSegmentID("Chiasm")
+    clock.tick(1)
+    editor_node.SetActiveEffectName("Paint")
+    clock.tick(3)
+    chiasm = default_catalogue().by_name("Chiasm").label
+    before = np.count_nonzero(phantom.truth.labels == chiasm)
+    box = _background_block(phantom.truth.labels)
+    _paint(logic, seg_node, ct_node, "Chiasm", box)
+    assert [(e.kind, e.segments) for e in sink.events] == [
+        ("select", ("Chiasm",)), ("effect", ()), ("edit", ("Chiasm",))]
+    assert np.count_nonzero(slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Chiasm", ct_node)) > before
+    clock.tick(2)
+    logic.Undo()  # restores every segment of the segmentation: only the one that changed is an edit
+    assert sink.events[-1].kind == "edit" and sink.events[-1].segments == ("Chiasm",)
+    assert np.count_nonzero(slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Chiasm", ct_node)) == before
+    assert len(sink.events) == 4
+    timing = correction_times(sink.events)
+    assert timing.structures["Chiasm"].edits == 2
+    assert timing.structures["Chiasm"].active_s == pytest.approx(5.0)
+
+
+def test_one_stroke_changing_two_segments_counts_for_both(core, loaded):
+    phantom, ct_node, seg_node, _ = loaded
+    editor_node, logic = _editor(core, seg_node, ct_node)
+    editor_node.SetOverwriteMode(slicer.vtkMRMLSegmentEditorNode.OverwriteAllSegments)
+    observer = EditObserver(seg_node, ListSink(), editor_node=editor_node)
+    observer.start()
+    labels = phantom.truth.labels
+    catalogue = default_catalogue()
+    brainstem = labels == catalogue.by_name("Brainstem").label
+    # paint "Brain" over a part of the brainstem: the brainstem loses what the brain gains
+    k = int(np.argwhere(brainstem)[:, 0].mean())
+    region = np.zeros(labels.shape, bool)
+    region[k] = brainstem[k]
+    _paint(logic, seg_node, ct_node, "Brain", region)
+    assert observer.events[-1].kind == "edit"
+    assert observer.events[-1].segments == ("Brain", "Brainstem")
+
+
+# ---------------------------------------------------------------------------------------------
+# a correction session
+
+
+def test_finish_finds_exactly_the_edited_structures(core, loaded):
+    phantom, ct_node, seg_node, _ = loaded
+    editor_node, logic = _editor(core, seg_node, ct_node)
+    sink, clock = ListSink(), Clock()
+    session = CorrectionSession(seg_node, ct_node, sink, editor_node=editor_node, clock=clock, idle_cutoff_s=30)
+    session.start()
+    clock.tick(2)
+    logic.SetCurrentSegmentID("Parotid_L")
+    clock.tick(5)
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_L", ct_node)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(_grow(mask).astype(np.uint8), seg_node, "Parotid_L", ct_node)
+    clock.tick(100)  # a pause: not correction time
+    logic.SetCurrentSegmentID("Chiasm")
+    clock.tick(6)
+    _paint(logic, seg_node, ct_node, "Chiasm", _background_block(phantom.truth.labels))
+    clock.tick(1)
+    same = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Mandible", ct_node)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(same, seg_node, "Mandible", ct_node)  # touched, not changed
+    assert session.live_timing().structures["Parotid_L"].active_s == pytest.approx(5.0)
+    clock.tick(3)
+    result = session.finish()
+    assert result.changed == {"Parotid_L", "Chiasm"}
+    assert len(result.unchanged) == 32 and "Mandible" in result.unchanged
+    assert result.timing.structures["Parotid_L"].active_s == pytest.approx(5.0)
+    assert result.timing.structures["Chiasm"].active_s == pytest.approx(6.0)
+    assert result.timing.structures["Parotid_L"].edits == 1
+    assert "Mandible" not in result.timing.structures
+    assert [e.kind for e in result.events][0] == "start" and result.events[-1].kind == "finish"
+    assert sink.events == list(result.events) and sink.cases == [result]
+    assert not session.running
+    assert np.array_equal(result.baseline.labels, phantom.truth.labels)
+    parotid = default_catalogue().by_name("Parotid_L").label
+    assert np.count_nonzero(result.final.labels == parotid) > np.count_nonzero(phantom.truth.labels == parotid)
+
+
+def test_a_deleted_segment_is_a_change(loaded):
+    phantom, ct_node, seg_node, _ = loaded
+    session = CorrectionSession(seg_node, ct_node)
+    session.start()
+    seg_node.GetSegmentation().RemoveSegment("Lens_L")
+    result = session.finish()
+    assert result.changed == {"Lens_L"} and result.removed == {"Lens_L"}
+
+
+def test_events_and_the_case_go_to_the_correction_log(loaded, tmp_path):
+    correction_log = pytest.importorskip("DKOARSegmentationLib.correction_log")
+    from DKOARSegmentationMRML.correction_log_sink import CorrectionLogSink, events_from_log
+
+    phantom, ct_node, seg_node, _ = loaded
+    clock = Clock()
+    with correction_log.open_log(tmp_path / "corrections.sqlite") as log:
+        case_id = log.start_case(site="test", model_name="phantom truth")
+        session = CorrectionSession(seg_node, ct_node, CorrectionLogSink(log, case_id), clock=clock)
+        session.start()
+        clock.tick(4)
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Submandibular_L", ct_node)
+        slicer.util.updateSegmentBinaryLabelmapFromArray(_grow(mask).astype(np.uint8), seg_node, "Submandibular_L",
+                                                         ct_node)
+        # before Finish, the events are already in the file (closing Slicer here loses nothing)
+        with correction_log.open_log(tmp_path / "corrections.sqlite") as reader:
+            assert [(e["kind"], e["structure"]) for e in reader.events(case_id)] == [
+                ("start", None), ("edit", "Submandibular_L")]
+        clock.tick(2)
+        result = session.finish()
+        rows = log.structure_results(case_id)
+        assert rows["Submandibular_L"]["unchanged"] == 0 and rows["Submandibular_L"]["edits"] == 1
+        assert rows["Submandibular_L"]["active_s"] == pytest.approx(4.0)
+        assert rows["Submandibular_L"]["dice"] < 1.0
+        assert rows["Brainstem"]["unchanged"] == 1 and rows["Brainstem"]["dice"] == pytest.approx(1.0)
+        assert log.cases()[0]["finished_at"]
+        replayed = correction_times(events_from_log(log.events(case_id)))
+        assert replayed.structures["Submandibular_L"].active_s == result.timing.structures["Submandibular_L"].active_s
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def _rois(path):
+    ds = pydicom.dcmread(path)
+    names = {r.ROINumber: r.ROIName for r in ds.StructureSetROISequence}
+    out = {}
+    for roi, contour in zip(ds.StructureSetROISequence, ds.ROIContourSequence):
+        assert contour.ReferencedROINumber == roi.ROINumber
+        identity = roi.RTROIIdentificationCodeSequence[0] if "RTROIIdentificationCodeSequence" in roi else None
+        codes = None
+        if identity is not None:
+            modifier = identity.get("SegmentedPropertyTypeModifierCodeSequence")
+            codes = (identity.CodeValue, identity.CodingSchemeDesignator,
+                     modifier[0].CodeValue if modifier else "")
+        contours = [tuple(float(v) for v in c.ContourData) for c in contour.get("ContourSequence", [])]
+        out[names[roi.ROINumber]] = {"codes": codes, "contours": contours, "algorithm": roi.ROIGenerationAlgorithm,
+                                     "colour": tuple(contour.ROIDisplayColor)}
+    return ds, out
+
+
+def test_export_from_the_node_equals_the_command_line(core, phantom_factory, tmp_path):
+    from DKOARSegmentationLib.ct_loader import load_ct
+
+    from DKOARSegmentationMRML.export import export_rtstruct
+
+    folder, phantom = phantom_factory(6, "HFS", TINY_GRID)
+    cli_path = tmp_path / "cli.dcm"
+    done = subprocess.run([sys.executable, "-m", "DKOARSegmentationLib.cli", "export-rtstruct", "--ct", str(folder / "ct"),
+                           "--labels", str(folder / "truth.seg.nrrd"), "--out", str(cli_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ct = load_ct(folder / "ct")
+    ct_node = add_ct_volume_node(ct, "CT from DICOM")
+    seg_node = load_seg_nrrd(folder / "truth.seg.nrrd", ct_node)
+    # the command line's defaults (export-rtstruct: --label DKOAR --algorithm "user segmentation", omit empty)
+    options = RTStructOptions(label="DKOAR", model_name="user segmentation", model_version="", empty_structures="omit",
+                              series_description="DKOAR (unapproved)")
+    slicer_path = export_rtstruct(seg_node, ct_node, ct, tmp_path / "slicer.dcm", options)
+    cli_ds, cli_rois = _rois(cli_path)
+    slicer_ds, slicer_rois = _rois(slicer_path)
+    assert list(slicer_rois) == list(cli_rois) and len(cli_rois) >= 30
+    for name, roi in cli_rois.items():
+        assert slicer_rois[name]["codes"] == roi["codes"], name
+        assert slicer_rois[name]["colour"] == roi["colour"], name
+        assert slicer_rois[name]["contours"] == roi["contours"], name
+        assert slicer_rois[name]["algorithm"] == "AUTOMATIC"
+    for keyword in ("StudyInstanceUID", "FrameOfReferenceUID", "StructureSetLabel", "PatientID"):
+        assert getattr(slicer_ds, keyword) == getattr(cli_ds, keyword), keyword
+
+    # an edited structure is written SEMIAUTOMATIC, with its new contours
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_R", ct_node)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(_grow(mask).astype(np.uint8), seg_node, "Parotid_R", ct_node)
+    _, edited = _rois(export_rtstruct(seg_node, ct_node, ct, tmp_path / "edited.dcm", options,
+                                      edited={"Parotid_R"}))
+    assert edited["Parotid_R"]["algorithm"] == "SEMIAUTOMATIC"
+    assert edited["Parotid_R"]["contours"] != cli_rois["Parotid_R"]["contours"]
+    assert {n for n, r in edited.items() if r["algorithm"] == "SEMIAUTOMATIC"} == {"Parotid_R"}
+    assert edited["Parotid_L"]["contours"] == cli_rois["Parotid_L"]["contours"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the module's logic class (DKOARSegmentation.py) on the same real scene; only the Python modules
+# of Slicer that need Qt (ScriptedLoadableModule, parameterNodeWrapper, i18n) are stubbed
+
+
+def _import_module_file(monkeypatch):
+    import importlib.util
+
+    def stub(name, **attributes):
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+
+    class _Base:
+        def __init__(self, *args, **kwargs):
+            pass
+
+    stub("slicer.ScriptedLoadableModule", ScriptedLoadableModule=_Base, ScriptedLoadableModuleLogic=_Base,
+         ScriptedLoadableModuleTest=_Base, ScriptedLoadableModuleWidget=_Base)
+    stub("slicer.parameterNodeWrapper", Choice=lambda *a, **k: None, GuiConnector=_Base,
+         parameterNodeGuiConnector=lambda cls: cls, parameterNodeWrapper=lambda cls: cls,
+         unannotatedType=lambda t: t)
+    stub("slicer.i18n", tr=lambda text: text)
+    spec = importlib.util.spec_from_file_location("DKOARSegmentationModuleFile",
+                                                  REPO / "DKOARSegmentation" / "DKOARSegmentation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FakeDicomDatabase:
+    """What the logic asks of slicer.dicomDatabase: the file of a SOP instance."""
+
+    def __init__(self, folder: Path):
+        self.files = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): str(p)
+                      for p in sorted(folder.iterdir()) if p.is_file()}
+
+    def fileForInstance(self, uid):
+        return self.files.get(uid, "")
+
+
+def test_the_module_logic_corrects_logs_and_exports(core, phantom_factory, tmp_path, monkeypatch):
+    from DKOARSegmentationLib.correction_log import open_log
+    from DKOARSegmentationLib.ct_loader import load_ct
+
+    module = _import_module_file(monkeypatch)
+    folder, phantom = phantom_factory(6, "HFS", TINY_GRID)
+    ct = load_ct(folder / "ct")
+    ct_node = add_ct_volume_node(ct, "CT from DICOM")
+    ct_node.SetAttribute("DICOM.instanceUIDs", " ".join(s.sop_instance_uid for s in ct.dicom.slices))
+    monkeypatch.setattr(slicer, "dicomDatabase", FakeDicomDatabase(folder / "ct"), raising=False)
+
+    logic = module.DKOARSegmentationLogic()
+    seg_node = logic.loadResult(folder / "truth.seg.nrrd", ct_node)
+    assert len(segment_ids(seg_node)) == 34 and seg_node.GetName() == "CT from DICOM OARs"
+    editor_node = logic.getSegmentEditorNode()
+    assert logic.getSegmentEditorNode() is editor_node  # a singleton of the scene
+
+    seen = []
+    log_path, key_path = tmp_path / "corrections.sqlite", tmp_path / "site.key"
+    logic.startCorrecting(seg_node, ct_node, editorNode=editor_node, logPath=str(log_path), site="Aarhus",
+                          siteKeyPath=str(key_path), listener=seen.append)
+    editor_node.SetSelectedSegmentID("Parotid_L")
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_L", ct_node)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(_grow(mask).astype(np.uint8), seg_node, "Parotid_L", ct_node)
+    assert [e.kind for e in seen] == ["start", "select", "edit"]
+    result = logic.finishCorrecting()
+    assert result.changed == {"Parotid_L"}
+
+    with open_log(log_path) as log:
+        case = log.cases()[-1]
+        assert case["site"] == "Aarhus" and case["finished_at"]
+        assert len(case["patient_key"]) == 64 and len(case["study_key"]) == 64
+        header = ct.dicom.header
+        stored = log_path.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("corrections.sqlite*"))
+        for identifier in (str(header.PatientID), str(header.StudyInstanceUID), str(header.SeriesInstanceUID)):
+            assert identifier.encode() not in stored, "an identifier in clear in the log"
+        assert case["slice_thickness_mm"] == pytest.approx(4.0)
+        assert [e["kind"] for e in log.events(case["case_id"])] == ["start", "select", "edit", "finish"]
+
+    path = logic.exportRTStruct(seg_node, ct_node, str(tmp_path / "corrected.dcm"))
+    ds = pydicom.dcmread(path)
+    assert {r.ROIName for r in ds.StructureSetROISequence if r.ROIGenerationAlgorithm == "SEMIAUTOMATIC"} == {
+        "Parotid_L"}
+    assert ds.StudyInstanceUID == ct.dicom.study_instance_uid
+
+
+def test_the_module_logic_runs_the_pipeline_in_a_background_process(core, phantom_factory, tmp_path, monkeypatch):
+    """The process glue with a stand-in for slicer.util.launchConsoleProcess(blocking=False) (its
+    thread and QTimer need Qt): what is launched, JSON lines read, the result loaded, cancel."""
+    import json as json_module
+
+    psutil = pytest.importorskip("psutil")
+    from DKOARSegmentationLib.ct_loader import load_ct
+
+    module = _import_module_file(monkeypatch)
+    folder, _ = phantom_factory(6, "HFS", TINY_GRID)
+    ct = load_ct(folder / "ct")
+    ct_node = add_ct_volume_node(ct, "CT")
+    launched = {}
+
+    def fake_launch(args, useStartupEnvironment=True, updateEnvironment=None, cwd=None, blocking=True,
+                    logCallback=None, completedCallback=None):
+        launched.update(args=args, env=updateEnvironment, blocking=blocking, log=logCallback, done=completedCallback)
+        launched["process"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        return launched["process"]
+
+    monkeypatch.setattr(slicer.util, "launchConsoleProcess", fake_launch, raising=False)
+    logic = module.DKOARSegmentationLogic()
+    assert logic.canRunInBackground()
+    progress, completed = [], []
+    logic.startSegmentationProcess(ct_node, str(tmp_path / "out"), "", "cpu",
+                                   onProgress=lambda *a: progress.append(a), onCompleted=lambda *a: completed.append(a))
+    args = launched["args"]
+    assert args[1:3] == ["-m", "DKOARSegmentationLib.json_run"] and launched["blocking"] is False
+    assert Path(args[3]).name == "ct.nrrd" and Path(args[3]).is_file()  # not from DICOM: a temporary NRRD
+    assert args[args.index("--device") + 1] == "cpu" and "--model" not in args
+    assert str(REPO / "DKOARSegmentation") in launched["env"]["PYTHONPATH"].split(os.pathsep)
+    assert logic.processRunning
+
+    launched["log"]('{"stage": "predict", "progress": 0.25, "message": "patch 1 of 4"}')
+    launched["log"]("a library printing something")
+    result = {"outputs": {"seg_nrrd": str(folder / "truth.seg.nrrd")}, "warnings": ["no RTSTRUCT"],
+              "seconds": {}, "device": "cpu", "model": {"name": "demo", "version": "1", "sha256": "ab"}}
+    launched["log"](json_module.dumps({"result": result}))
+    launched["process"].kill()
+    launched["done"](0)
+    assert progress == [("predict", 0.25, "patch 1 of 4")]
+    node, got, error = completed[0]
+    assert error is None and got == result and len(segment_ids(node)) == 34
+    assert node.GetAttribute("DKOAR.modelName") == "demo"
+    assert not logic.processRunning and not Path(args[3]).exists()
+
+    # Cancel ends the process tree; the completion says so
+    logic.startSegmentationProcess(ct_node, str(tmp_path / "out2"), str(tmp_path / "model"), "auto",
+                                   onCompleted=lambda *a: completed.append(a))
+    assert launched["args"][launched["args"].index("--model") + 1] == str(tmp_path / "model")
+    pid = launched["process"].pid
+    logic.cancelSegmentationProcess()
+    launched["process"].wait(timeout=10)  # psutil reaped it: the exit code reads 0, hence the cancelled flag
+    assert not psutil.pid_exists(pid)
+    launched["done"](launched["process"].returncode)
+    assert completed[-1][0] is None and "cancelled" in completed[-1][2]

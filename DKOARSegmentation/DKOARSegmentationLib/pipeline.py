@@ -24,7 +24,7 @@ from .errors import DKOARError
 from .labelmap_io import write_labelmap_nifti, write_seg_nrrd
 from .model_bundle import ModelBundle, load_bundle
 from .overview import write_overview
-from .predictor import load_model, predict_labels
+from .predictor import PredictOptions, load_model, predict_labels
 from .progress import Progress
 from .resources import demo_model_dir
 from .rtstruct_writer import RTStructOptions, write_rtstruct
@@ -71,6 +71,8 @@ def segment(
     series_uid: str | None = None,
     catalogue: Catalogue | None = None,
     empty_structures: str = "keep",
+    allow_modality: bool = False,
+    predict_options: PredictOptions | None = None,
 ) -> RunResult:
     input_path, out_dir = Path(input_path), Path(out_dir)
     catalogue = catalogue or default_catalogue()
@@ -87,7 +89,7 @@ def segment(
     t = time.perf_counter()
     if progress is not None:
         progress.begin("loading CT")
-    ct = load_ct(input_path, series_uid)
+    ct = load_ct(input_path, series_uid, allow_modality=allow_modality)
     seconds["load_ct"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -99,7 +101,11 @@ def segment(
     seconds["load_model"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    model_labels = predict_labels(model, ct, progress)
+    model_labels = predict_labels(model, ct, progress, predict_options)
+    warnings.extend(model.messages)
+    if mapping.excluded:
+        warnings.append("model labels left out by the site configuration: "
+                        + ", ".join(f"{v}={n}" for v, n in mapping.excluded.items()))
     segmentation = to_catalogue_labels(model_labels, mapping, ct)
     segmentation.provenance = {"model": bundle.identity}
     seconds["inference"] = time.perf_counter() - t

@@ -46,10 +46,11 @@ class Progress:
 
 
 class TerminalProgress(Progress):
-    """A one-line bar on stderr, with an estimate of the time left in the stage."""
+    """A one-line bar on stderr, with an estimate of the time left in the stage. Drawn only on a
+    terminal: a log file or a calling program gets clean output (and errors stay one line)."""
 
     def __init__(self, stream: TextIO = sys.stderr):
-        super().__init__(self._draw)
+        super().__init__(self._draw if stream.isatty() else None)
         self.stream = stream
         self._stage_start = time.monotonic()
         self._last_stage = None

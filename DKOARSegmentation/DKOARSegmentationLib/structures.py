@@ -23,22 +23,33 @@ class LabelMapping:
     merged: dict[int, tuple[Structure, Structure]] = field(default_factory=dict)  # (left, right)
     unmapped: dict[int, str] = field(default_factory=dict)
     missing: list[Structure] = field(default_factory=list)  # catalogue structures the model lacks
+    excluded: dict[int, str] = field(default_factory=dict)  # labels of structures the site configuration left out
+    order: dict[int, int] = field(default_factory=dict)  # structure label -> position in the catalogue
 
     @property
     def structures(self) -> tuple[Structure, ...]:
-        found = list(self.direct.values()) + [s for pair in self.merged.values() for s in pair]
-        return tuple(sorted(found, key=lambda s: s.label))
+        """The structures the model provides, in the catalogue's order (a site's order)."""
+        found = list(self.direct.values()) + [s for pair in self.merged.values() for s in pair if s is not None]
+        return tuple(sorted(found, key=lambda s: (self.order.get(s.label, len(self.order)), s.label)))
 
 
-def _merged_pair(name: str, catalogue: Catalogue) -> tuple[Structure, Structure] | None:
+def _merged_pair(name: str, catalogue: Catalogue) -> tuple[Structure | None, Structure | None] | None:
+    """(left, right) of a merged label; a side the site configuration left out is None."""
     stem = name[:-2] if name.upper().endswith("LR") else None
     if not stem:
         return None
     stem = stem.rstrip("_")
-    left, right = catalogue.find(stem + "_L"), catalogue.find(stem + "_R")
-    if left is None or right is None or left.laterality != "L" or right.laterality != "R":
-        return None
-    return left, right
+    excluded = getattr(catalogue, "excluded", None)
+    sides = []
+    for suffix, laterality in (("_L", "L"), ("_R", "R")):
+        s = catalogue.find(stem + suffix)
+        if s is None and excluded is not None and excluded.find(stem + suffix) is not None:
+            sides.append(None)
+            continue
+        if s is None or s.laterality != laterality:
+            return None
+        sides.append(s)
+    return sides[0], sides[1]
 
 
 def map_model_labels(model_labels: dict[int, str], catalogue: Catalogue) -> LabelMapping:
@@ -51,10 +62,14 @@ def map_model_labels(model_labels: dict[int, str], catalogue: Catalogue) -> Labe
             mapping.direct[value] = structure
             continue
         pair = _merged_pair(name, catalogue)
-        if pair is not None:
+        excluded = getattr(catalogue, "excluded", None)
+        if pair is not None and pair != (None, None):
             mapping.merged[value] = pair
+        elif pair is not None or (excluded is not None and excluded.find(name) is not None):
+            mapping.excluded[value] = name
         else:
             mapping.unmapped[value] = name
+    mapping.order = {s.label: n for n, s in enumerate(catalogue)}
     provided = {s.label for s in mapping.structures}
     if len(provided) != len(mapping.structures):
         raise DKOARError("two model labels map to the same catalogue structure; check the model's label names")
@@ -87,9 +102,11 @@ def to_catalogue_labels(model_labels: np.ndarray, mapping: LabelMapping, ct: Vol
         a = ct.affine[0]
         k, j, i = np.indices(model_labels.shape, sparse=True)
         x = a[0] * i + a[1] * j + a[2] * k + a[3]
+        is_left = np.broadcast_to(x > midline, model_labels.shape)
         for value, (left, right) in mapping.merged.items():
             voxels = model_labels == value
-            is_left = np.broadcast_to(x > midline, model_labels.shape)
-            out[voxels & is_left] = left.label
-            out[voxels & ~is_left] = right.label
+            if left is not None:
+                out[voxels & is_left] = left.label
+            if right is not None:
+                out[voxels & ~is_left] = right.label
     return Segmentation(out, ct.affine.copy(), mapping.structures)

@@ -1,0 +1,109 @@
+"""A site's structure set: rename, recolour, reorder, choose the subset, ROI types; applied to a run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from DKOARSegmentationLib.errors import DKOARError
+from DKOARSegmentationLib.site_config import apply_site_config, load_site_config, parse_site_config
+from DKOARSegmentationLib.structures import map_model_labels, to_catalogue_labels
+from DKOARSegmentationLib.volume import Volume
+
+SITE_JSON = {
+    "structures": [
+        {"structure": "Parotid_R", "name": "Parotis_dxt", "color": "#ff8000", "roi_type": "AVOIDANCE"},
+        {"structure": "Parotid_L", "name": "Parotis_sin", "color": [0, 128, 255], "roi_type": "avoidance"},
+        "Brainstem",
+        {"structure": "SpinalCord", "roi_type": "OAR"},
+        {"structure": "Lens_L"},
+        {"structure": "Lens_R"},
+        {"structure": "Brain", "include": False},
+    ],
+}
+
+
+def test_json_renames_recolours_reorders_and_chooses(catalogue, tmp_path):
+    (tmp_path / "site.json").write_text(json.dumps(SITE_JSON))
+    site = apply_site_config(catalogue, load_site_config(tmp_path / "site.json"))
+    assert [s.name for s in site] == ["Parotis_dxt", "Parotis_sin", "Brainstem", "SpinalCord", "Lens_L", "Lens_R"]
+    dxt = site.by_name("Parotis_dxt")
+    assert dxt.label == catalogue.by_name("Parotid_R").label  # label numbers do not change
+    assert dxt.rgb == (255, 128, 0) and dxt.rt_roi_type == "AVOIDANCE"
+    assert site.find("Parotid_R") is dxt  # the old name stays an alias: models still map to it
+    assert site.by_name("SpinalCord").rt_roi_type == "OAR"
+    assert site.by_name("Brainstem").rgb == catalogue.by_name("Brainstem").rgb
+    assert site.excluded.find("Brain") is not None and site.excluded.find("Mandible") is not None
+
+
+def test_csv_is_the_same(catalogue, tmp_path):
+    (tmp_path / "site.csv").write_text("structure,name,color,roi_type,include\n"
+                                       "Parotid_R,Parotis_dxt,#ff8000,AVOIDANCE,yes\n"
+                                       "Parotid_L,Parotis_sin,#0080ff,AVOIDANCE,\n"
+                                       "Brainstem,,,,\nSpinalCord,,,OAR,\nLens_L,,,,\nLens_R,,,,\nBrain,,,,no\n")
+    from_csv = apply_site_config(catalogue, load_site_config(tmp_path / "site.csv"))
+    from_json = apply_site_config(catalogue, parse_site_config(json.dumps(SITE_JSON), "json"))
+    assert tuple(from_csv) == tuple(from_json)
+
+
+def test_model_labels_on_a_site_catalogue(catalogue):
+    site = apply_site_config(catalogue, parse_site_config(json.dumps(SITE_JSON), "json"))
+    model = {1: "Brain", 2: "Parotid_LR", 3: "Brainstem", 4: "Lens_L", 5: "Tumour", 6: "SpinalCord", 7: "Cochlea_LR"}
+    mapping = map_model_labels(model, site)
+    assert mapping.excluded == {1: "Brain", 7: "Cochlea_LR"}  # left out by the site, not unknown
+    assert mapping.unmapped == {5: "Tumour"}
+    assert [s.name for s in mapping.structures] == ["Parotis_dxt", "Parotis_sin", "Brainstem", "SpinalCord", "Lens_L"]
+    assert [s.name for s in mapping.missing] == ["Lens_R"]
+
+    # a merged label with one side left out: only the chosen side is written
+    only_right = apply_site_config(catalogue, parse_site_config('{"structures": ["Parotid_R", "Brainstem"]}', "json"))
+    m2 = map_model_labels({2: "Parotid_LR"}, only_right)
+    labels = np.zeros((4, 4, 8), np.uint8)
+    labels[:, :, :] = 2
+    ct = Volume(np.zeros((4, 4, 8), np.int16) + 40, np.diag([1.0, 1.0, 1.0, 1.0]))
+    seg = to_catalogue_labels(labels, m2, ct)
+    right = catalogue.by_name("Parotid_R").label
+    assert set(np.unique(seg.labels)) == {0, right}  # +x (patient left) half left out
+    assert np.all(seg.labels[:, :, :3] == right)
+
+
+@pytest.mark.parametrize("text,fmt,match", [
+    ('{"structures": ["Nonsense"]}', "json", "not a structure of the catalogue"),
+    ('{"structures": ["Brain", "brain"]}', "json", "listed twice"),
+    ('{"structures": [{"structure": "Brain", "color": "#ff00"}]}', "json", "#rrggbb"),
+    ('{"structures": [{"structure": "Brain", "roi_type": "ORGANISM"}]}', "json", "RTROIInterpretedType"),
+    ('{"structures": [{"structure": "Brain", "colur": "#ff0000"}]}', "json", "unknown keys colur"),
+    ('{"structures": [{"structure": "Brain", "include": false}]}', "json", "no structure is chosen"),
+    ("name,color\nBrain,#ff0000\n", "csv", "'structure' column"),
+    ('{"structures": [{"structure": "Brain", "name": "' + "x" * 65 + '"}]}', "json", "at most 64"),
+    ("{", "json", "not valid JSON"),
+])
+def test_bad_site_configurations_are_refused(catalogue, text, fmt, match):
+    with pytest.raises(DKOARError, match=match):
+        apply_site_config(catalogue, parse_site_config(text, fmt))
+
+
+def test_segment_with_site_config(tmp_path, small_phantom, capsys):
+    """``dkoar segment --site-config``: the RTSTRUCT carries the site's names, colours, ROI types and
+    order, and only its structures."""
+    import pydicom
+
+    from DKOARSegmentationLib.cli import main
+    from model_factory import make_model_folder
+
+    out, _ = small_phantom
+    model = make_model_folder(tmp_path / "model")
+    (tmp_path / "site.json").write_text(json.dumps(SITE_JSON))
+    assert main(["segment", str(out / "ct"), "--out", str(tmp_path / "run"), "--model", str(model), "--device", "cpu",
+                 "-q", "--site-config", str(tmp_path / "site.json")]) == 0
+    ds = pydicom.dcmread(tmp_path / "run" / "rtstruct.dcm")
+    names = [r.ROIName for r in ds.StructureSetROISequence]
+    assert names == ["Parotis_dxt", "Parotis_sin", "Brainstem", "SpinalCord", "Lens_L", "Lens_R"]
+    types = {o.ReferencedROINumber: o.RTROIInterpretedType for o in ds.RTROIObservationsSequence}
+    by_name = {r.ROIName: types[r.ROINumber] for r in ds.StructureSetROISequence}
+    assert by_name["Parotis_dxt"] == "AVOIDANCE" and by_name["SpinalCord"] == "OAR"
+    colours = {c.ReferencedROINumber: list(c.ROIDisplayColor) for c in ds.ROIContourSequence}
+    first = ds.StructureSetROISequence[0].ROINumber
+    assert colours[first] == [255, 128, 0]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert any("left out by the site configuration" in w for w in run["warnings"])

@@ -48,7 +48,10 @@ class RTStructOptions:
     edited: frozenset[str] = field(default_factory=frozenset)
     operator: str = ""
     series_description: str = "DKOAR organs at risk (AI, unapproved)"
-    simplify_mm: float = 0.25  # Douglas-Peucker tolerance; a slice whose round trip it would break stays exact
+    # Douglas-Peucker tolerance (at most 0.25 mm); a slice whose round trip it would break stays exact.
+    # Off by default: on ~1 mm pixels voxel-edge polygons have nothing to drop at 0.25 mm beyond their
+    # collinear points, which are always dropped.
+    simplify_mm: float = 0.0
     keyholes: bool = True  # holes joined to their outer contour (read alike by union and even-odd readers)
 
 
@@ -73,19 +76,22 @@ def _copy(dst: Dataset, src, names: tuple[str, ...]) -> None:
 
 
 def structure_contours(mask: np.ndarray, ct: Volume, simplify_mm: float = 0.0,
-                       keyholes: bool = True) -> list[tuple[int, np.ndarray]]:
+                       keyholes: bool = True, offset: tuple[int, int, int] = (0, 0, 0)) -> list[tuple[int, np.ndarray]]:
     """(slice index, N x 3 LPS points) for every contour of a 3D mask on the CT grid, each on its
-    own slice's ImagePositionPatient."""
+    own slice's ImagePositionPatient. ``mask`` may be a crop of the grid starting at ``offset``
+    (k, j, i)."""
     refs = ct.dicom.slices if ct.dicom is not None else None
     col = ct.affine[:3, 0]
     row = ct.affine[:3, 1]
     tolerance_px = simplify_mm / max(ct.spacing[0], ct.spacing[1])
+    k0, j0, i0 = offset
     out = []
-    for k in np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]:
+    for kc in np.nonzero(mask.reshape(mask.shape[0], -1).any(axis=1))[0]:
+        k = int(kc) + k0
         origin = np.asarray(refs[k].position) if refs is not None else ct.index_to_lps(np.array([0.0, 0.0, float(k)]))
-        for poly in polygons_for_slice(mask[k], tolerance_px, keyholes):
-            points = origin + np.outer(poly[:, 0], col) + np.outer(poly[:, 1], row)
-            out.append((int(k), points))
+        for poly in polygons_for_slice(mask[kc], tolerance_px, keyholes):
+            points = origin + np.outer(poly[:, 0] + i0, col) + np.outer(poly[:, 1] + j0, row)
+            out.append((k, points))
     return out
 
 
@@ -160,6 +166,9 @@ def build_rtstruct(ct: Volume, segmentation: Segmentation, options: RTStructOpti
     roi_seq, contour_seq, obs_seq = Sequence(), Sequence(), Sequence()
     labels = segmentation.labels
     present = np.bincount(labels.ravel(), minlength=256)
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(labels)  # one pass: each structure is traced inside its own box
     roi_number = 0
     for structure in segmentation.structures:
         has_voxels = present[structure.label] > 0
@@ -168,7 +177,9 @@ def build_rtstruct(ct: Volume, segmentation: Segmentation, options: RTStructOpti
         roi_number += 1
         edited = structure.name in options.edited
         roi_seq.append(_structure_set_roi(roi_number, structure, ds, options, edited, now))
-        contour_seq.append(_roi_contour(roi_number, structure, labels == structure.label if has_voxels else None, ct,
+        box = boxes[structure.label - 1] if has_voxels else None
+        cropped = (labels[box] == structure.label, tuple(sl.start for sl in box)) if box is not None else None
+        contour_seq.append(_roi_contour(roi_number, structure, cropped, ct,
                                         options))
         obs_seq.append(_observation(roi_number, structure))
     ds.StructureSetROISequence = roi_seq
@@ -199,14 +210,16 @@ def _structure_set_roi(number: int, s: Structure, ds: Dataset, options: RTStruct
     return item
 
 
-def _roi_contour(number: int, s: Structure, mask: np.ndarray | None, ct: Volume, options: RTStructOptions) -> Dataset:
+def _roi_contour(number: int, s: Structure, cropped: tuple[np.ndarray, tuple[int, int, int]] | None, ct: Volume,
+                 options: RTStructOptions) -> Dataset:
     item = Dataset()
     item.ReferencedROINumber = number
     item.ROIDisplayColor = list(s.rgb)
-    if mask is None:
+    if cropped is None:
         return item
+    mask, offset = cropped
     contours = Sequence()
-    for n, (k, points) in enumerate(structure_contours(mask, ct, options.simplify_mm, options.keyholes), start=1):
+    for n, (k, points) in enumerate(structure_contours(mask, ct, options.simplify_mm, options.keyholes, offset), start=1):
         ref = ct.dicom.slices[k]
         c = Dataset()
         image = Dataset()

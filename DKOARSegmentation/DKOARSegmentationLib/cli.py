@@ -73,19 +73,27 @@ def _print_dice(result, truth_path: Path) -> float:
     return mean
 
 
-def _cmd_export_rtstruct(args) -> int:
-    import numpy as np
-
+def _dicom_ct_and_labels(args, what: str):
+    """The DICOM CT and the label map on its grid that an export command writes ``what`` from."""
     from .catalogue import default_catalogue
     from .ct_loader import load_ct
     from .labelmap_io import read_labelmap
-    from .rtstruct_writer import RTStructOptions, write_rtstruct
 
-    catalogue = default_catalogue()
     ct = load_ct(args.ct, args.series)
     if ct.dicom is None:
-        raise DKOARError(f"{args.ct}: an RTSTRUCT references the DICOM CT it was drawn on; give the CT's DICOM folder")
-    segmentation = read_labelmap(args.labels, catalogue)
+        raise DKOARError(f"{args.ct}: {what} references the DICOM CT it was drawn on; give the CT's DICOM folder")
+    segmentation = read_labelmap(args.labels, default_catalogue())
+    if segmentation.labels.shape != ct.shape:
+        raise DKOARError(f"{args.labels}: the label map is not on the CT's grid")
+    return ct, segmentation
+
+
+def _cmd_export_rtstruct(args) -> int:
+    import numpy as np
+
+    from .rtstruct_writer import RTStructOptions, write_rtstruct
+
+    ct, segmentation = _dicom_ct_and_labels(args, "an RTSTRUCT")
     options = RTStructOptions(label=args.label, model_name=args.algorithm, model_version=args.algorithm_version,
                               empty_structures=args.empty_structures,
                               series_description=f"{args.label} (unapproved)")
@@ -96,18 +104,9 @@ def _cmd_export_rtstruct(args) -> int:
 
 
 def _cmd_export_seg(args) -> int:
-    from .catalogue import default_catalogue
-    from .ct_loader import load_ct
     from .dicom_seg import read_source_datasets, write_dicom_seg
-    from .labelmap_io import read_labelmap
 
-    catalogue = default_catalogue()
-    ct = load_ct(args.ct, args.series)
-    if ct.dicom is None:
-        raise DKOARError(f"{args.ct}: a DICOM SEG references the DICOM CT it was drawn on; give the CT's DICOM folder")
-    segmentation = read_labelmap(args.labels, catalogue)
-    if segmentation.labels.shape != ct.shape:
-        raise DKOARError(f"{args.labels}: the label map is not on the CT's grid")
+    ct, segmentation = _dicom_ct_and_labels(args, "a DICOM SEG")
     write_dicom_seg(ct, read_source_datasets(args.ct, ct), segmentation, args.out,
                     model_name=args.algorithm, model_version=args.algorithm_version)
     print(f"wrote {args.out}")

@@ -96,6 +96,26 @@ def test_ds_values_fit_16_characters(written):
             assert all(len(str(v)) <= 16 for v in raw.value)
 
 
+def test_contour_data_is_encoded_as_each_value_alone():
+    from pydicom.valuerep import DSfloat, validate_value
+
+    from DKOARSegmentationLib.rtstruct_writer import _ds, _ds_multi_value
+
+    rng = np.random.default_rng(5)
+    values = np.concatenate([
+        [0.0, -0.0, -0.0004, 0.0004, 100.0, -100.0, 1000.5, -250.25, 0.5, -0.5, 12345.678, 10.0, -10.0],
+        rng.uniform(-600, 600, 500), np.round(rng.uniform(-600, 600, 200), 1),
+    ])
+    encoded = _ds_multi_value(values)
+    assert len(encoded) % 2 == 0
+    texts = encoded.decode("ascii").rstrip(" ").split("\\")
+    assert texts == [_ds(v) for v in values]
+    for text in texts:
+        validate_value("DS", text, 2)  # raises on a value DICOM does not allow
+        assert len(text) <= 16
+    assert np.allclose([float(DSfloat(t)) for t in texts], values, atol=5e-4)
+
+
 def test_empty_structure_policy(written, tmp_path, catalogue):
     ct, phantom, _ = written
     labels = phantom.truth.labels.copy()

@@ -15,76 +15,74 @@ from __future__ import annotations
 import numpy as np
 
 
-def _boundary_edges(mask: np.ndarray) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Directed edges between corners (x, y) of pixel squares, inside kept on the left (x right,
-    y up), in corner units where pixel (j, i) spans corners x in [i, i+1], y in [j, j+1]."""
+def _boundary_edges(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Directed unit edges between corners (x, y) of pixel squares, inside kept on the left (x
+    right, y up), in corner units where pixel (j, i) spans corners x in [i, i+1], y in [j, j+1]:
+    start x, start y, direction x, direction y (int arrays)."""
     m = np.pad(mask.astype(bool), 1)
     inside = m[1:-1, 1:-1]
-    edges = []
-    # neighbour at lower y (row j-1) outside: edge along y=j, from x=i to x=i+1
-    j, i = np.nonzero(inside & ~m[:-2, 1:-1])
-    edges += [((x, y), (x + 1, y)) for y, x in zip(j.tolist(), i.tolist())]
-    # neighbour at higher y (row j+1) outside: edge along y=j+1 from x=i+1 to x=i
-    j, i = np.nonzero(inside & ~m[2:, 1:-1])
-    edges += [((x + 1, y + 1), (x, y + 1)) for y, x in zip(j.tolist(), i.tolist())]
-    # neighbour at lower x (column i-1) outside: edge along x=i from y=j+1 to y=j
-    j, i = np.nonzero(inside & ~m[1:-1, :-2])
-    edges += [((x, y + 1), (x, y)) for y, x in zip(j.tolist(), i.tolist())]
-    # neighbour at higher x (column i+1) outside: edge along x=i+1 from y=j to y=j+1
-    j, i = np.nonzero(inside & ~m[1:-1, 2:])
-    edges += [((x + 1, y), (x + 1, y + 1)) for y, x in zip(j.tolist(), i.tolist())]
-    return edges
+    parts = []
+    # (outside neighbour, start corner offset, direction): below -> along y=j rightwards; above ->
+    # along y=j+1 leftwards; left -> along x=i downwards; right -> along x=i+1 upwards
+    for outside, (ox, oy), (dx, dy) in (
+        (m[:-2, 1:-1], (0, 0), (1, 0)),
+        (m[2:, 1:-1], (1, 1), (-1, 0)),
+        (m[1:-1, :-2], (0, 1), (0, -1)),
+        (m[1:-1, 2:], (1, 0), (0, 1)),
+    ):
+        j, i = np.nonzero(inside & ~outside)
+        parts.append((i + ox, j + oy, np.full(len(i), dx), np.full(len(i), dy)))
+    return tuple(np.concatenate([p[n] for p in parts]) for n in range(4))
 
 
-def _left_turn_first(incoming: tuple[int, int], candidates: list[tuple[int, int]], start) -> tuple[int, int]:
-    """At a corner where two loops touch diagonally, keep hugging the same pixels (4-connectivity)."""
-    dx, dy = incoming
-
-    def turn(c):
-        ox, oy = c[0] - start[0], c[1] - start[1]
-        return dx * oy - dy * ox  # > 0: left turn
-
-    return max(candidates, key=turn)
+def _successors(sx: np.ndarray, sy: np.ndarray, dx: np.ndarray, dy: np.ndarray, width: int) -> np.ndarray:
+    """For every edge, the edge that continues its loop: the one starting where it ends; at a
+    corner where two loops touch diagonally (two candidates), the left turn, so that a loop keeps
+    hugging the same pixels (4-connectivity). The result is a permutation of the edges."""
+    n = len(sx)
+    start_id = sy * (width + 1) + sx
+    end_id = (sy + dy) * (width + 1) + (sx + dx)
+    order = np.argsort(start_id, kind="stable")
+    sorted_ids = start_id[order]
+    first = np.searchsorted(sorted_ids, end_id)
+    second = np.minimum(first + 1, n - 1)
+    candidate1, candidate2 = order[first], order[second]
+    has_two = (first + 1 < n) & (sorted_ids[second] == end_id)
+    turn1 = dx * dy[candidate1] - dy * dx[candidate1]  # > 0: left turn
+    turn2 = dx * dy[candidate2] - dy * dx[candidate2]
+    return np.where(has_two & (turn2 > turn1), candidate2, candidate1)
 
 
 def mask_to_polygons(mask: np.ndarray) -> list[np.ndarray]:
     """Closed polygons (N x 2 arrays of x, y in pixel index units, last point not repeated)
     whose even-odd interior holds exactly the pixel centres of ``mask``; holes are separate,
     nested polygons. Collinear vertices are dropped."""
-    edges = _boundary_edges(mask)
-    if not edges:
+    sx, sy, dx, dy = _boundary_edges(mask)
+    n = len(sx)
+    if n == 0:
         return []
-    outgoing: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for a, b in edges:
-        outgoing.setdefault(a, []).append(b)
+    successor = _successors(sx, sy, dx, dy, mask.shape[1])
+    predecessor = np.empty(n, dtype=np.intp)
+    predecessor[successor] = np.arange(n)
+    # a polygon vertex is an edge start where the direction changes
+    is_vertex = (dx != dx[predecessor]) | (dy != dy[predecessor])
+    points = np.column_stack([sx, sy]).astype(np.float64) - 0.5
+    # the walk along each loop is the one step left in Python: integer list lookups, O(edges)
+    nxt = successor.tolist()
+    seen = bytearray(n)
     polygons = []
-    while outgoing:
-        start = next(iter(outgoing))
-        loop = [start]
-        current = start
-        previous = None
-        while True:
-            targets = outgoing[current]
-            if len(targets) == 1 or previous is None:
-                nxt = targets[0]
-            else:
-                nxt = _left_turn_first((current[0] - previous[0], current[1] - previous[1]), targets, current)
-            targets.remove(nxt)
-            if not targets:
-                del outgoing[current]
-            previous, current = current, nxt
-            if current == start:
-                break
-            loop.append(current)
-        polygons.append(_drop_collinear(np.asarray(loop, dtype=np.float64)) - 0.5)
+    for first in range(n):
+        if seen[first]:
+            continue
+        loop = []
+        e = first
+        while not seen[e]:
+            seen[e] = 1
+            loop.append(e)
+            e = nxt[e]
+        loop = np.asarray(loop)
+        polygons.append(points[loop[is_vertex[loop]]])
     return polygons
-
-
-def _drop_collinear(points: np.ndarray) -> np.ndarray:
-    prev = np.roll(points, 1, axis=0)
-    nxt = np.roll(points, -1, axis=0)
-    cross = (points[:, 0] - prev[:, 0]) * (nxt[:, 1] - points[:, 1]) - (points[:, 1] - prev[:, 1]) * (nxt[:, 0] - points[:, 0])
-    return points[cross != 0]
 
 
 def polygons_to_mask(polygons: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
@@ -176,25 +174,16 @@ def _ray_up_hit(point: np.ndarray, loop: np.ndarray) -> tuple[float, int, np.nda
     x, y = point
     a = loop
     b = np.roll(loop, -1, axis=0)
-    best = None
-    for m in range(len(a)):
-        (x1, y1), (x2, y2) = a[m], b[m]
-        if y1 == y2:  # horizontal edge
-            if min(x1, x2) <= x <= max(x1, x2) and y1 < y:
-                cand = (y - y1, m, np.array([x, y1]))
-            else:
-                continue
-        elif x1 == x2 == x:  # vertical edge on the ray: first contact is its lower end
-            low = max(y1, y2)
-            if low < y:
-                cand = (y - low, m, np.array([x, low]))
-            else:
-                continue
-        else:
-            continue
-        if best is None or cand[0] < best[0]:
-            best = cand
-    return best
+    # a horizontal edge spanning x above the point, or a vertical edge on the ray (first contact
+    # is its lower end)
+    horizontal = (a[:, 1] == b[:, 1]) & (np.minimum(a[:, 0], b[:, 0]) <= x) & (x <= np.maximum(a[:, 0], b[:, 0]))
+    on_ray = (a[:, 0] == x) & (b[:, 0] == x) & (a[:, 1] != b[:, 1])
+    hit_y = np.where(horizontal, a[:, 1], np.maximum(a[:, 1], b[:, 1]))
+    distance = np.where((horizontal | on_ray) & (hit_y < y), y - hit_y, np.inf)
+    m = int(np.argmin(distance))
+    if not np.isfinite(distance[m]):
+        return None
+    return float(distance[m]), m, np.array([x, hit_y[m]])
 
 
 def keyhole(polygons: list[np.ndarray]) -> list[np.ndarray]:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass, field
+import re
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.charset import default_encoding
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 
 from . import __version__
@@ -59,6 +63,24 @@ def _ds(value: float) -> str:
     # at most 16 characters; 3 decimals keep corners exact to 1 micrometre
     text = f"{value:.3f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+_TRAILING_ZEROS = re.compile(r"\.?0+(?=\\|$)")
+_NEGATIVE_ZERO = re.compile(r"(?<![\d.])-0(?=\\|$)")
+
+
+def _ds_multi_value(values: np.ndarray) -> bytes:
+    """The encoded value of a multi-valued DS element, each value as ``_ds`` writes it, padded to
+    an even length. One string operation for the whole contour: tens of thousands of contour
+    points make pydicom's per-value DS objects (validated one by one) the slowest step."""
+    text = "\\".join([f"{v:.3f}" for v in values.tolist()])
+    text = _NEGATIVE_ZERO.sub("0", _TRAILING_ZEROS.sub("", text))
+    data = text.encode("ascii")
+    return data + b" " if len(data) % 2 else data
+
+
+def _raw_element(keyword: str, vr: str, value: bytes) -> RawDataElement:
+    return RawDataElement(Tag(keyword), vr, len(value), value, 0, False, True)
 
 
 def _code(code: Code) -> Dataset:
@@ -165,20 +187,20 @@ def build_rtstruct(ct: Volume, segmentation: Segmentation, options: RTStructOpti
 
     roi_seq, contour_seq, obs_seq = Sequence(), Sequence(), Sequence()
     labels = segmentation.labels
-    present = np.bincount(labels.ravel(), minlength=256)
     from scipy import ndimage
 
-    boxes = ndimage.find_objects(labels)  # one pass: each structure is traced inside its own box
+    # one pass: each structure is traced inside its own box; no box, no voxels
+    boxes = ndimage.find_objects(labels)
     roi_number = 0
     for structure in segmentation.structures:
-        has_voxels = present[structure.label] > 0
+        box = boxes[structure.label - 1] if structure.label <= len(boxes) else None
+        has_voxels = box is not None
         if not has_voxels and options.empty_structures == "omit":
             continue
         roi_number += 1
         edited = structure.name in options.edited
         roi_seq.append(_structure_set_roi(roi_number, structure, ds, options, edited, now))
-        box = boxes[structure.label - 1] if has_voxels else None
-        cropped = (labels[box] == structure.label, tuple(sl.start for sl in box)) if box is not None else None
+        cropped = (labels[box] == structure.label, tuple(sl.start for sl in box)) if has_voxels else None
         contour_seq.append(_roi_contour(roi_number, structure, cropped, ct,
                                         options))
         obs_seq.append(_observation(roi_number, structure))
@@ -228,11 +250,15 @@ def _roi_contour(number: int, s: Structure, cropped: tuple[np.ndarray, tuple[int
         c.ContourImageSequence = Sequence([image])
         c.ContourGeometricType = "CLOSED_PLANAR"
         c.ContourNumber = n
-        data = [_ds(v) for v in points.ravel()]
-        if sum(len(v) + 1 for v in data) > MAX_VALUE_BYTES:
+        data = _ds_multi_value(points.ravel())
+        if len(data) > MAX_VALUE_BYTES:
             raise DKOARError(f"{s.name}: a contour on slice {k + 1} has too many points for one DICOM value ({len(points)})")
         c.NumberOfContourPoints = len(points)
-        c.ContourData = data
+        c[Tag("ContourData")] = _raw_element("ContourData", "DS", data)
+        # written as encoded, not decoded and re-validated value by value: pydicom (3.0) writes a
+        # raw element as is when the item's original encoding is the file's (explicit VR little
+        # endian, the item's default character set); otherwise it decodes it first, still correct
+        c.set_original_encoding(False, True, default_encoding)
         contours.append(c)
     item.ContourSequence = contours
     return item

@@ -185,6 +185,8 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.startCorrectingButton.connect("clicked(bool)", self.onStartCorrecting)
         self.ui.finishCorrectingButton.connect("clicked(bool)", self.onFinishCorrecting)
         self.ui.exportRTStructButton.connect("clicked(bool)", self.onExportRTStruct)
+        self.ui.exportDicomSegButton.connect("clicked(bool)", self.onExportDicomSeg)
+        self.ui.exportSegNrrdButton.connect("clicked(bool)", self.onExportSegNrrd)
         self._setupSegmentEditor()
 
         self.initializeParameterNode()
@@ -257,7 +259,9 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.startCorrectingButton.enabled = haveSegmentation and haveVolume and not correcting and not running
         self.ui.finishCorrectingButton.enabled = correcting
         self.ui.segmentationSelector.enabled = not correcting
-        self.ui.exportRTStructButton.enabled = haveSegmentation and haveVolume and not correcting and not running
+        canExport = haveSegmentation and haveVolume and not correcting and not running
+        for button in (self.ui.exportRTStructButton, self.ui.exportDicomSegButton, self.ui.exportSegNrrdButton):
+            button.enabled = canExport
 
     def setStatus(self, text: str, error: bool = False) -> None:
         self.ui.statusLabel.text = text
@@ -447,26 +451,39 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._updateGui()
 
     def onExportRTStruct(self) -> None:
+        self._export("RTSTRUCT", "rtstruct.dcm", self.logic.exportRTStruct, toDicomDatabase=True)
+
+    def onExportDicomSeg(self) -> None:
+        self._export("DICOM SEG", "seg.dcm", self.logic.exportDicomSeg, toDicomDatabase=True)
+
+    def onExportSegNrrd(self) -> None:
+        self._export(".seg.nrrd", "segmentation.seg.nrrd", self.logic.exportSegNrrd, toDicomDatabase=False)
+
+    def _export(self, kind: str, fileName: str, write, toDicomDatabase: bool) -> None:
+        """Write into a new time-stamped folder of the output folder (a temporary one when none is
+        set); DICOM objects also go into Slicer's DICOM database, beside the CT."""
         import time
 
         segmentationNode = self.ui.segmentationSelector.currentNode()
         volumeNode = self._parameterNode.inputVolume
         folder = self._parameterNode.outputFolder.strip() or slicer.util.tempDirectory("DKOARSegmentation-")
-        folder = os.path.join(folder, "RTSTRUCT-" + time.strftime("%Y%m%d-%H%M%S"))
+        folder = os.path.join(folder, kind.strip(".").replace(" ", "").replace(".", "-") + "-"
+                              + time.strftime("%Y%m%d-%H%M%S"))
         os.makedirs(folder, exist_ok=True)
         try:
-            path = self.logic.exportRTStruct(segmentationNode, volumeNode, os.path.join(folder, "rtstruct.dcm"))
+            path = write(segmentationNode, volumeNode, os.path.join(folder, fileName))
         except Exception as exc:
-            logging.exception("DKOARSegmentation: RTSTRUCT export failed")
-            self.setStatus(_("RTSTRUCT export failed: {error}").format(error=exc), error=True)
+            logging.exception(f"DKOARSegmentation: {kind} export failed")
+            self.setStatus(_("{kind} export failed: {error}").format(kind=kind, error=exc), error=True)
             return
-        try:
-            from DICOMLib import DICOMUtils
+        if toDicomDatabase:
+            try:
+                from DICOMLib import DICOMUtils
 
-            DICOMUtils.importDicom(folder)  # into Slicer's DICOM database, beside the CT
-        except Exception as exc:  # the file is written; the database is a convenience
-            logging.warning(f"DKOARSegmentation: the RTSTRUCT was not added to the DICOM database: {exc}")
-        self.setStatus(_("RTSTRUCT: {path}").format(path=path))
+                DICOMUtils.importDicom(folder)
+            except Exception as exc:  # the file is written; the database is a convenience
+                logging.warning(f"DKOARSegmentation: the {kind} was not added to the DICOM database: {exc}")
+        self.setStatus(_("{kind}: {path}").format(kind=kind, path=path))
 
     #
     # Dependencies: asked for, never installed silently
@@ -828,23 +845,57 @@ class DKOARSegmentationLogic(ScriptedLoadableModuleLogic):
         """Write the segmentation as an RTSTRUCT with the core's writer (the command line's), on the
         CT's DICOM series. ``edited`` (default: what the last Finish found changed) are written
         SEMIAUTOMATIC. Returns the path."""
-        from DKOARSegmentationLib.ct_loader import load_ct
-        from DKOARSegmentationLib.errors import DKOARError
         from DKOARSegmentationLib.rtstruct_writer import RTStructOptions
         from DKOARSegmentationMRML.export import export_rtstruct
 
-        if edited is None:
+        ct, _ = self._dicomCT(volumeNode, "an RTSTRUCT", withHeaders=False)
+        name, version = self._algorithm(segmentationNode)
+        options = RTStructOptions(label="DKOAR", series_description="DKOAR organs at risk (unapproved)",
+                                  model_name=name, model_version=version, empty_structures="keep")
+        return export_rtstruct(segmentationNode, volumeNode, ct, outputPath, options,
+                               edited=self._edited(segmentationNode, edited))
+
+    def exportDicomSeg(self, segmentationNode, volumeNode, outputPath: str, edited=None):
+        """Write the segmentation as a binary DICOM SEG (highdicom, coded segments) on the CT's
+        DICOM series, with the core's writer (``dkoar export-seg``'s). Returns the path."""
+        from DKOARSegmentationMRML.export import export_dicom_seg
+
+        ct, headers = self._dicomCT(volumeNode, "a DICOM SEG", withHeaders=True)
+        name, version = self._algorithm(segmentationNode)
+        return export_dicom_seg(segmentationNode, volumeNode, ct, headers, outputPath, model_name=name,
+                                model_version=version, edited=self._edited(segmentationNode, edited))
+
+    def exportSegNrrd(self, segmentationNode, volumeNode, outputPath: str):
+        """Write the segmentation as a ``.seg.nrrd`` on the CT volume's grid, with the catalogue's
+        names, colours and terminology (the file ``dkoar segment`` writes). Returns the path."""
+        from DKOARSegmentationMRML.export import export_seg_nrrd
+
+        return export_seg_nrrd(segmentationNode, volumeNode, outputPath)
+
+    def _edited(self, segmentationNode, edited) -> frozenset:
+        if edited is None:  # what the last Finish found changed
             edited = self.editedStructures.get(segmentationNode.GetID(), frozenset())
+        return frozenset(edited)
+
+    @staticmethod
+    def _algorithm(segmentationNode) -> tuple[str, str]:
+        return (segmentationNode.GetAttribute("DKOAR.modelName") or "user segmentation",
+                segmentationNode.GetAttribute("DKOAR.modelVersion") or "")
+
+    def _dicomCT(self, volumeNode, what: str, withHeaders: bool):
+        """The CT volume's DICOM series as the core's Volume (and, ``withHeaders``, its slice
+        headers in k order); refused with a clear message when the volume was not loaded from DICOM."""
+        from DKOARSegmentationLib.ct_loader import load_ct
+        from DKOARSegmentationLib.dicom_seg import read_source_datasets
+        from DKOARSegmentationLib.errors import DKOARError
+
         with tempfile.TemporaryDirectory(prefix="DKOAR-export-") as tempDir:
             inputPath = self._coreInput(volumeNode, tempDir)
             if not os.path.isdir(inputPath):
-                raise DKOARError("an RTSTRUCT references the DICOM CT it was drawn on: load the CT from DICOM")
+                raise DKOARError(f"{what} references the DICOM CT it was drawn on: load the CT from DICOM")
             ct = load_ct(inputPath)
-        options = RTStructOptions(label="DKOAR", series_description="DKOAR organs at risk (unapproved)",
-                                  model_name=segmentationNode.GetAttribute("DKOAR.modelName") or "user segmentation",
-                                  model_version=segmentationNode.GetAttribute("DKOAR.modelVersion") or "",
-                                  empty_structures="keep")
-        return export_rtstruct(segmentationNode, volumeNode, ct, outputPath, options, edited=frozenset(edited))
+            headers = read_source_datasets(inputPath, ct) if withHeaders else None
+        return ct, headers
 
     @staticmethod
     def _coreInput(volumeNode, tempDir: str) -> str:

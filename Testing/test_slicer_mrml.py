@@ -558,6 +558,63 @@ def test_export_from_the_node_equals_the_command_line(core, phantom_factory, tmp
     assert edited["Parotid_L"]["contours"] == cli_rois["Parotid_L"]["contours"]
 
 
+def _seg_segments(path):
+    """Segment label -> (algorithm type, type code, modifier code) of a DICOM SEG."""
+    ds = pydicom.dcmread(path)
+    out = {}
+    for item in ds.SegmentSequence:
+        identity = item.SegmentedPropertyTypeCodeSequence[0]
+        modifier = identity.get("SegmentedPropertyTypeModifierCodeSequence")
+        out[item.SegmentLabel] = (item.SegmentAlgorithmType, identity.CodeValue,
+                                  modifier[0].CodeValue if modifier else "")
+    return out
+
+
+def test_dicom_seg_and_seg_nrrd_from_the_node_equal_the_command_line(core, phantom_factory, tmp_path):
+    from DKOARSegmentationLib.ct_loader import load_ct
+    from DKOARSegmentationLib.dicom_seg import read_dicom_seg, read_source_datasets
+    from DKOARSegmentationLib.labelmap_io import read_labelmap
+
+    from DKOARSegmentationMRML.export import export_dicom_seg, export_seg_nrrd
+
+    folder, phantom = phantom_factory(6, "HFS", TINY_GRID)
+    cli_path = tmp_path / "cli_seg.dcm"
+    done = subprocess.run([sys.executable, "-m", "DKOARSegmentationLib.cli", "export-seg", "--ct", str(folder / "ct"),
+                           "--labels", str(folder / "truth.seg.nrrd"), "--out", str(cli_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ct = load_ct(folder / "ct")
+    ct_node = add_ct_volume_node(ct, "CT from DICOM")
+    seg_node = load_seg_nrrd(folder / "truth.seg.nrrd", ct_node)
+    headers = read_source_datasets(folder / "ct", ct)
+    slicer_path = export_dicom_seg(seg_node, ct_node, ct, headers, tmp_path / "slicer_seg.dcm")
+    cli_masks, slicer_masks = read_dicom_seg(cli_path, ct), read_dicom_seg(slicer_path, ct)
+    assert list(slicer_masks) == list(cli_masks) and len(cli_masks) >= 30
+    for name, mask in cli_masks.items():
+        assert np.array_equal(slicer_masks[name], mask), name
+        assert np.array_equal(mask, phantom.truth.labels == default_catalogue().by_name(name).label), name
+    assert _seg_segments(slicer_path) == _seg_segments(cli_path)
+
+    # .seg.nrrd: the same label map, names and terminology as the file it was loaded from
+    nrrd_path = export_seg_nrrd(seg_node, ct_node, tmp_path / "slicer.seg.nrrd")
+    back, truth = read_labelmap(nrrd_path), read_labelmap(folder / "truth.seg.nrrd")
+    assert np.array_equal(back.labels, truth.labels)
+    assert [s.name for s in back.structures if np.any(back.labels == s.label)] == \
+        [s.name for s in truth.structures if np.any(truth.labels == s.label)]
+
+    # an edited structure: its new voxels in both files, SEMIAUTOMATIC in the DICOM SEG
+    mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_R", ct_node)
+    grown = _grow(mask)
+    slicer.util.updateSegmentBinaryLabelmapFromArray(grown.astype(np.uint8), seg_node, "Parotid_R", ct_node)
+    edited_path = export_dicom_seg(seg_node, ct_node, ct, headers, tmp_path / "edited_seg.dcm",
+                                   edited={"Parotid_R"})
+    assert np.array_equal(read_dicom_seg(edited_path, ct)["Parotid_R"], grown)
+    algorithms = {name: entry[0] for name, entry in _seg_segments(edited_path).items()}
+    assert {n for n, a in algorithms.items() if a == "SEMIAUTOMATIC"} == {"Parotid_R"}
+    edited_nrrd = read_labelmap(export_seg_nrrd(seg_node, ct_node, tmp_path / "edited.seg.nrrd"))
+    assert np.array_equal(edited_nrrd.labels == default_catalogue().by_name("Parotid_R").label, grown)
+
+
 # ---------------------------------------------------------------------------------------------
 # the module's logic class (DKOARSegmentation.py) on the same real scene; only the Python modules
 # of Slicer that need Qt (ScriptedLoadableModule, parameterNodeWrapper, i18n) are stubbed
@@ -643,6 +700,16 @@ def test_the_module_logic_corrects_logs_and_exports(core, phantom_factory, tmp_p
     assert {r.ROIName for r in ds.StructureSetROISequence if r.ROIGenerationAlgorithm == "SEMIAUTOMATIC"} == {
         "Parotid_L"}
     assert ds.StudyInstanceUID == ct.dicom.study_instance_uid
+    seg_path = logic.exportDicomSeg(seg_node, ct_node, str(tmp_path / "corrected_seg.dcm"))
+    seg = pydicom.dcmread(seg_path)
+    assert seg.StudyInstanceUID == ct.dicom.study_instance_uid
+    assert {item.SegmentLabel for item in seg.SegmentSequence if item.SegmentAlgorithmType == "SEMIAUTOMATIC"} == {
+        "Parotid_L"}
+    from DKOARSegmentationLib.labelmap_io import read_labelmap
+
+    nrrd = read_labelmap(logic.exportSegNrrd(seg_node, ct_node, str(tmp_path / "corrected.seg.nrrd")))
+    corrected = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_L", ct_node).astype(bool)
+    assert np.array_equal(nrrd.labels == default_catalogue().by_name("Parotid_L").label, corrected)
 
 
 def test_the_module_logic_runs_the_pipeline_in_a_background_process(core, phantom_factory, tmp_path, monkeypatch):

@@ -523,3 +523,18 @@ def test_cli_series_of_a_missing_folder_and_a_real_process(tmp_path, model):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "12.0 degrees" in lines[0] and "CT_005.dcm" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_loader_warnings_reach_run_json(tmp_path, model):
+    """A department running unattended reads run.json, not the log: a missing slice is said there."""
+    import json
+
+    from DKOARSegmentationLib.pipeline import segment
+
+    files = fac.write_series(tmp_path / "s", n=8)
+    files[4].unlink()
+    result = segment(tmp_path / "s", tmp_path / "out", model_path=model, device="cpu")
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert any("1 slice missing" in w for w in run["warnings"])
+    assert run["warnings"] == result.warnings
+    assert not logging.getLogger("DKOARSegmentationLib").handlers  # the collector is gone afterwards

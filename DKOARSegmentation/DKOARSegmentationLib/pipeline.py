@@ -6,8 +6,10 @@ when every one is complete, so a failed run leaves nothing half-written and repl
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import platform
 import shutil
@@ -89,7 +91,8 @@ def segment(
     t = time.perf_counter()
     if progress is not None:
         progress.begin("loading CT")
-    ct = load_ct(input_path, series_uid, allow_modality=allow_modality)
+    with _warnings_logged_by("DKOARSegmentationLib", warnings):  # missing slices, irregular spacing, ...
+        ct = load_ct(input_path, series_uid, allow_modality=allow_modality)
     seconds["load_ct"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -145,6 +148,28 @@ def segment(
     if progress is not None:
         progress.update(1.0, "done")
     return RunResult(ct, segmentation, bundle, outputs, seconds, str(torch_device), warnings)
+
+
+class _WarningCollector(logging.Handler):
+    def __init__(self, into: list[str]):
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _warnings_logged_by(logger_name: str, into: list[str]):
+    """Also keep the warnings that ``logger_name``'s loggers log (they still reach the log), so
+    that run.json says what a department running unattended would otherwise only find in a log."""
+    collector = _WarningCollector(into)
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(collector)
+    try:
+        yield
+    finally:
+        logger.removeHandler(collector)
 
 
 def _run_record(input_path, ct: Volume, bundle: ModelBundle, segmentation: Segmentation, mapping, device: str,

@@ -28,7 +28,7 @@ from DKOARSegmentationLib.model_bundle import MANIFEST_NAME, init_manifest
 from DKOARSegmentationLib.network import build_network
 from DKOARSegmentationLib.phantom.generate import PhantomGrid, generate_phantom
 from DKOARSegmentationLib.preprocessing import (
-    IntensityProperties, body_bbox, ct_normalise, resample_image, resample_labels_nearest, shape_for_spacing,
+    IntensityProperties, ct_normalise, resample_image, resample_labels_nearest, shape_for_spacing,
 )
 from DKOARSegmentationLib.resources import demo_model_dir
 
@@ -122,8 +122,11 @@ def plans_json(props: IntensityProperties, median_shape) -> dict:
 
 
 def prepare_case(seed: int, cache: Path) -> Path:
-    """A phantom at a seeded random CT grid, cropped to the body and resampled to the model spacing."""
-    path = cache / f"case_{seed}.npz"
+    """A phantom at a seeded random CT grid, resampled to the model spacing, with its whole field
+    of view: the network must see air and the couch too (a window of nothing but air is normalised
+    to unit variance noise by instance normalisation; a network that never saw one paints
+    structures into it, which nnU-Net, running every window, would keep)."""
+    path = cache / f"case_{seed}_fov.npz"
     if path.exists():
         return path
     rng = np.random.default_rng(seed + 7)
@@ -131,8 +134,6 @@ def prepare_case(seed: int, cache: Path) -> Path:
                        slice_mm=float(rng.choice([2.0, 2.5, 3.0])))
     ph = generate_phantom(seed, "HFS", grid)
     image, labels = ph.ct.voxels, ph.truth.labels  # HFS is already the canonical layout
-    box = body_bbox(image)
-    image, labels = image[box], labels[box]
     spacing = (grid.slice_mm, grid.pixel_mm, grid.pixel_mm)
     shape = shape_for_spacing(image.shape, spacing, SPACING_ZYX)
     image = resample_image(image, shape)

@@ -233,6 +233,21 @@ def test_enhanced_multiframe_ct(tmp_path):
         assert all(isinstance(r, FrameReference) for r in ct.dicom.slices)
         assert [r.frame_number for r in ct.dicom.slices] == list(range(N, 0, -1))  # stored superior first
         assert len({r.sop_instance_uid for r in ct.dicom.slices}) == 1
+    # an RTSTRUCT on it names the frame of every contour's slice (ReferencedFrameNumber)
+    from DKOARSegmentationLib.catalogue import default_catalogue
+
+    brain = default_catalogue().by_name("Brain")
+    labels = np.zeros(ct.shape, dtype=np.uint8)
+    labels[1:-1, 10:20, 12:30] = brain.label
+    rs = pydicom.dcmread(write_rtstruct(ct, Segmentation(labels, ct.affine, (brain,)), tmp_path / "rs.dcm"))
+    listed = rs.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    assert [int(i.ReferencedFrameNumber) for i in listed.ContourImageSequence] == [r.frame_number for r in ct.dicom.slices]
+    frame_at_z = {round(r.position[2], 3): r.frame_number for r in ct.dicom.slices}
+    contours = rs.ROIContourSequence[0].ContourSequence
+    assert len(contours) == ct.shape[0] - 2
+    for contour in contours:
+        assert int(contour.ContourImageSequence[0].ReferencedFrameNumber) == frame_at_z[round(float(contour.ContourData[2]), 3)]
+    assert np.array_equal(read_rtstruct_masks(tmp_path / "rs.dcm", ct)["Brain"], labels == brain.label)
 
 
 def test_another_modality_only_when_allowed(tmp_path):

@@ -169,10 +169,7 @@ def build_rtstruct(ct: Volume, segmentation: Segmentation, options: RTStructOpti
     ds.StructureSetTime = ds.InstanceCreationTime
     contour_images = Sequence()
     for ref in ct.dicom.slices:
-        item = Dataset()
-        item.ReferencedSOPClassUID = ref.sop_class_uid
-        item.ReferencedSOPInstanceUID = ref.sop_instance_uid
-        contour_images.append(item)
+        contour_images.append(_image_reference(ref))
     series_item = Dataset()
     series_item.SeriesInstanceUID = ct.dicom.series_instance_uid
     series_item.ContourImageSequence = contour_images
@@ -212,6 +209,18 @@ def build_rtstruct(ct: Volume, segmentation: Segmentation, options: RTStructOpti
     return ds
 
 
+def _image_reference(ref) -> Dataset:
+    """A ContourImageSequence item: the slice's SOP instance, and for a frame of an enhanced
+    multi-frame CT also its frame (ReferencedFrameNumber, 1-based)."""
+    item = Dataset()
+    item.ReferencedSOPClassUID = ref.sop_class_uid
+    item.ReferencedSOPInstanceUID = ref.sop_instance_uid
+    frame_number = getattr(ref, "frame_number", None)
+    if frame_number is not None:
+        item.ReferencedFrameNumber = int(frame_number)
+    return item
+
+
 def _structure_set_roi(number: int, s: Structure, ds: Dataset, options: RTStructOptions, edited: bool, now) -> Dataset:
     item = Dataset()
     item.ROINumber = number
@@ -244,10 +253,7 @@ def _roi_contour(number: int, s: Structure, cropped: tuple[np.ndarray, tuple[int
     for n, (k, points) in enumerate(structure_contours(mask, ct, options.simplify_mm, options.keyholes, offset), start=1):
         ref = ct.dicom.slices[k]
         c = Dataset()
-        image = Dataset()
-        image.ReferencedSOPClassUID = ref.sop_class_uid
-        image.ReferencedSOPInstanceUID = ref.sop_instance_uid
-        c.ContourImageSequence = Sequence([image])
+        c.ContourImageSequence = Sequence([_image_reference(ref)])
         c.ContourGeometricType = "CLOSED_PLANAR"
         c.ContourNumber = n
         data = _ds_multi_value(points.ravel())

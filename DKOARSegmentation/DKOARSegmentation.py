@@ -104,12 +104,15 @@ class DKOARSegmentationParameterNode:
     modelPath - an nnU-Net v2 result folder; empty means the bundled demonstration model.
     device - where the model runs.
     outputFolder - where the outputs are written; empty means a new temporary folder.
+    structures - the structures to contour, comma-separated catalogue names; empty means every
+        structure the model provides (the panel fills in the 32 national ones).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     modelPath: str = ""
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     outputFolder: str = ""
+    structures: str = ""
 
 
 @parameterNodeGuiConnector
@@ -158,6 +161,9 @@ class DKOARPathLineEditToStrConnector(GuiConnector):
 
 
 class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    # parameters with no SlicerParameterName widget: bound by hand (a QTreeWidget has no connector)
+    HAND_BOUND_PARAMETERS = ("structures",)
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -165,6 +171,7 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._progress = None  # the core's Progress while a run is going on
+        self._updatingTree = False  # the structure tree is being set from the parameter node
         self.segmentEditorWidget = None
 
     def setup(self) -> None:
@@ -187,6 +194,8 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.exportRTStructButton.connect("clicked(bool)", self.onExportRTStruct)
         self.ui.exportDicomSegButton.connect("clicked(bool)", self.onExportDicomSeg)
         self.ui.exportSegNrrdButton.connect("clicked(bool)", self.onExportSegNrrd)
+        self.ui.modelCardButton.connect("clicked(bool)", self.onShowModelCard)
+        self._setupStructureTree()
         self._setupSegmentEditor()
 
         self.initializeParameterNode()
@@ -229,6 +238,72 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolumeNode:
                 self._parameterNode.inputVolume = firstVolumeNode
+        if not self._parameterNode.structures:
+            self._parameterNode.structures = self.logic.defaultStructures()
+
+    #
+    # Structures: a tree of the catalogue's groups, each structure checkable, bound by hand to the
+    # parameter ``structures`` (a QTreeWidget has no parameterNodeWrapper connector)
+    #
+
+    def _setupStructureTree(self) -> None:
+        import qt
+
+        tree = self.ui.structuresTreeWidget
+        tree.setHeaderHidden(True)
+        self._updatingTree = True
+        for group, names in self.logic.structureGroups().items():
+            parent = qt.QTreeWidgetItem(tree, [group])
+            # Qt >= 5.6: a group's check box follows its structures (and sets them all)
+            parent.setFlags(parent.flags() | qt.Qt.ItemIsUserCheckable | qt.Qt.ItemIsAutoTristate)
+            for name in names:
+                child = qt.QTreeWidgetItem(parent, [name])
+                child.setFlags(child.flags() | qt.Qt.ItemIsUserCheckable)
+                child.setCheckState(0, qt.Qt.Unchecked)
+        self._updatingTree = False
+        tree.connect("itemChanged(QTreeWidgetItem*,int)", self.onStructureChecked)
+
+    def _structureItems(self):
+        tree = self.ui.structuresTreeWidget
+        for g in range(tree.topLevelItemCount):
+            parent = tree.topLevelItem(g)
+            for c in range(parent.childCount()):
+                yield parent.child(c)
+
+    def onStructureChecked(self, item=None, column=0) -> None:
+        import qt
+
+        if self._updatingTree or not self._parameterNode:
+            return
+        chosen = [i.text(0) for i in self._structureItems() if i.checkState(0) == qt.Qt.Checked]
+        self._parameterNode.structures = ",".join(chosen)
+
+    def _updateStructureTree(self) -> None:
+        import qt
+
+        chosen = set(n.strip() for n in (self._parameterNode.structures or "").split(",")) if self._parameterNode else set()
+        self._updatingTree = True
+        try:
+            for item in self._structureItems():
+                item.setCheckState(0, qt.Qt.Checked if item.text(0) in chosen else qt.Qt.Unchecked)
+        finally:
+            self._updatingTree = False
+
+    def onShowModelCard(self) -> None:
+        try:
+            card = self.logic.modelCard(self._parameterNode.modelPath if self._parameterNode else "")
+        except Exception as exc:
+            logging.exception("DKOARSegmentation: the model card could not be read")
+            self.setStatus(_("The model card could not be read: {error}").format(error=exc), error=True)
+            return
+        import qt
+
+        box = qt.QMessageBox(slicer.util.mainWindow())
+        box.setWindowTitle(_("Model card"))
+        box.setIcon(qt.QMessageBox.Information)
+        box.setText(card.splitlines()[0])
+        box.setDetailedText(card)  # the whole card, one click away in the box
+        box.exec_()
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -243,6 +318,8 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _updateGui(self, caller=None, event=None) -> None:
         parameters = self._parameterNode
+        if parameters:
+            self._updateStructureTree()
         running = self._progress is not None or (self.logic is not None and self.logic.processRunning)
         canApply = bool(parameters and parameters.inputVolume)
         self.ui.applyButton.enabled = canApply or running
@@ -301,7 +378,8 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             try:
                 self.logic.startSegmentationProcess(
                     parameters.inputVolume, parameters.outputFolder, parameters.modelPath, parameters.device,
-                    onProgress=self.onBackgroundProgress, onCompleted=self.onBackgroundCompleted)
+                    onProgress=self.onBackgroundProgress, onCompleted=self.onBackgroundCompleted,
+                    structures=parameters.structures)
             except Exception as exc:
                 logging.exception("DKOARSegmentation: could not start the segmentation")
                 self.ui.progressBar.setVisible(False)
@@ -316,7 +394,7 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         try:
             segmentationNode, result = self.logic.segmentVolume(
                 parameters.inputVolume, parameters.outputFolder, parameters.modelPath, parameters.device,
-                progress=self._progress,
+                progress=self._progress, structures=parameters.structures,
             )
         except DKOARError as exc:  # includes a cancelled run
             self.setStatus(str(exc), error=True)
@@ -584,13 +662,14 @@ class DKOARSegmentationLogic(ScriptedLoadableModuleLogic):
         return DKOARSegmentationParameterNode(super().getParameterNode())
 
     def segmentVolume(self, volumeNode, outputFolder: str = "", modelPath: str = "", device: str = "auto",
-                      progress=None):
+                      progress=None, structures: str = ""):
         """Contour the organs at risk on ``volumeNode``.
 
         Writes the core's outputs (RTSTRUCT, .seg.nrrd, NIfTI, overview, run.json) to ``outputFolder``
         (a new temporary folder when empty), loads the segmentation into the scene with the volume as
         its reference geometry, beside the volume in the subject hierarchy. ``modelPath`` empty means
-        the bundled demonstration model. ``progress`` is a DKOARSegmentationLib.progress.Progress
+        the bundled demonstration model; ``structures`` (comma-separated names) limits the structure
+        set, empty means all. ``progress`` is a DKOARSegmentationLib.progress.Progress
         (it reports and cancels). The RTSTRUCT is written only for a volume loaded from DICOM, since it
         must reference the CT series. Returns ``(segmentationNode, runResult)``; raises the core's
         DKOARError for a problem the user can fix.
@@ -608,7 +687,7 @@ class DKOARSegmentationLogic(ScriptedLoadableModuleLogic):
             inputPath = self._coreInput(volumeNode, tempDir)
             logging.info(f"DKOARSegmentation: segmenting {inputPath} into {outputFolder}")
             result = segment(inputPath, outputFolder, model_path=modelPath.strip() or None, device=device,
-                             progress=progress)
+                             progress=progress, **self._structureSet(structures))
 
         segmentationNode = self.loadResult(result.outputs["seg_nrrd"], volumeNode)
         # provenance for the correction log and the RTSTRUCT (saved with the scene)
@@ -619,6 +698,38 @@ class DKOARSegmentationLogic(ScriptedLoadableModuleLogic):
         except OSError:  # a model folder without a manifest
             pass
         return segmentationNode, result
+
+    @staticmethod
+    def structureGroups() -> dict:
+        """Group name -> structure names, in the catalogue's order (the panel's tree)."""
+        from DKOARSegmentationLib.catalogue import default_catalogue
+
+        return {group: [s.name for s in members] for group, members in default_catalogue().groups().items()}
+
+    @staticmethod
+    def defaultStructures() -> str:
+        """The 32 national structures, comma-separated (the panel's default choice)."""
+        from DKOARSegmentationLib.catalogue import default_catalogue
+
+        return ",".join(s.name for s in default_catalogue().core_structures)
+
+    @staticmethod
+    def modelCard(modelPath: str = "") -> str:
+        """The model card as text (``dkoar model info``); empty ``modelPath``: the demo model."""
+        from DKOARSegmentationLib.model_bundle import load_bundle, model_card
+        from DKOARSegmentationLib.resources import demo_model_dir
+
+        return model_card(load_bundle(modelPath.strip() or demo_model_dir(), verify=False))
+
+    @staticmethod
+    def _structureSet(structures: str) -> dict:
+        """``pipeline.segment``'s catalogue for a comma-separated structure list (none: all)."""
+        if not structures or not structures.strip():
+            return {}
+        from DKOARSegmentationLib.catalogue import default_catalogue
+        from DKOARSegmentationLib.site_config import choose_structures, parse_structure_names
+
+        return {"catalogue": choose_structures(default_catalogue(), parse_structure_names(structures))}
 
     #
     # The same run in a separate process: Slicer stays responsive, Cancel ends the process tree
@@ -637,7 +748,7 @@ class DKOARSegmentationLogic(ScriptedLoadableModuleLogic):
         return self._process is not None
 
     def startSegmentationProcess(self, volumeNode, outputFolder: str = "", modelPath: str = "", device: str = "auto",
-                                 onProgress=None, onCompleted=None):
+                                 onProgress=None, onCompleted=None, structures: str = ""):
         """Run the core's pipeline under PythonSlicer (DKOARSegmentationLib.json_run), reading its
         progress as JSON lines; returns at once. ``onProgress(stage, fraction, message)`` is called
         for each progress line, ``onCompleted(segmentationNode, result, error)`` at the end (the node
@@ -649,6 +760,7 @@ class DKOARSegmentationLogic(ScriptedLoadableModuleLogic):
             raise DKOARError("a segmentation is already running")
         if volumeNode is None or volumeNode.GetImageData() is None:
             raise DKOARError("select a planning CT volume that has image data")
+        self._structureSet(structures)  # an unknown structure name is refused before anything starts
         if not outputFolder or not outputFolder.strip():
             outputFolder = slicer.util.tempDirectory("DKOARSegmentation-")
         os.makedirs(outputFolder, exist_ok=True)
@@ -663,6 +775,8 @@ class DKOARSegmentationLogic(ScriptedLoadableModuleLogic):
                 inputPath, "--out", outputFolder, "--device", device]
         if modelPath and modelPath.strip():
             args += ["--model", modelPath.strip()]
+        if structures and structures.strip():
+            args += ["--structures", structures.strip()]
         moduleDir = os.path.dirname(os.path.abspath(__file__))  # where DKOARSegmentationLib is
         environment = {"PYTHONPATH": os.pathsep.join(p for p in (moduleDir, os.environ.get("PYTHONPATH", "")) if p),
                        "PYTHONUNBUFFERED": "1"}

@@ -38,13 +38,17 @@ def test_an_error_is_one_json_line_and_exit_code_2(tmp_path):
     messages = [parse_line(line) for line in done.stdout.splitlines()]
     assert messages[-1] is not None and "nowhere" in messages[-1]["error"]
     assert "Traceback" not in done.stderr
+    # the panel's structure choice, refused as a message before anything runs
+    done = run(tmp_path / "nowhere", "--out", tmp_path / "out", "--structures", "Brainstem,Parotis")
+    assert done.returncode == 2 and "'Parotis' is not a structure" in parse_line(done.stdout.splitlines()[-1])["error"]
 
 
 @pytest.mark.slow  # a tiny model on CPU: about two minutes on a busy 2-core machine
 def test_a_run_reports_progress_then_the_result(phantom_factory, tmp_path):
     folder, _ = phantom_factory(4, "HFS", TINY_GRID)
     model = make_model_folder(tmp_path / "model")
-    done = run(folder / "ct", "--out", tmp_path / "out", "--model", model, "--device", "cpu")
+    done = run(folder / "ct", "--out", tmp_path / "out", "--model", model, "--device", "cpu",
+               "--structures", "Brainstem,Parotid_L,Lens_L")
     assert done.returncode == 0, done.stdout + done.stderr
     messages = [m for m in map(parse_line, done.stdout.splitlines()) if m is not None]
     progress = [m for m in messages if "stage" in m]
@@ -52,6 +56,11 @@ def test_a_run_reports_progress_then_the_result(phantom_factory, tmp_path):
     result = messages[-1]["result"]
     assert Path(result["outputs"]["seg_nrrd"]).is_file()
     assert result["model"]["name"] == "test model"
+    assert any("left out" in w and "Parotid_R" in w for w in result["warnings"])
+    import slicerio
+
+    written = slicerio.read_segmentation(result["outputs"]["seg_nrrd"], skip_voxels=True)
+    assert [segment["name"] for segment in written["segments"]] == ["Brainstem", "Lens_L", "Parotid_L"]
     json.dumps(result)
 
 

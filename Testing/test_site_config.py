@@ -107,3 +107,50 @@ def test_segment_with_site_config(tmp_path, small_phantom, capsys):
     assert colours[first] == [255, 128, 0]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert any("left out by the site configuration" in w for w in run["warnings"])
+
+
+def test_choose_structures_keeps_the_catalogue_order_and_refuses_unknown_names(catalogue):
+    from DKOARSegmentationLib.site_config import choose_structures, parse_structure_names
+
+    chosen = choose_structures(catalogue, parse_structure_names("Parotid_R; brain_stem, Lens_L,"))
+    assert [s.name for s in chosen] == ["Brainstem", "Lens_L", "Parotid_R"]
+    assert len(chosen.excluded) == len(catalogue) - 3
+    with pytest.raises(DKOARError, match="'Parotis' is not a structure"):
+        choose_structures(catalogue, ["Parotis"])
+    with pytest.raises(DKOARError, match="no structure is chosen"):
+        choose_structures(catalogue, parse_structure_names(" , "))
+    # after a site configuration: its names, and what it left out stays left out
+    site = apply_site_config(catalogue, parse_site_config(json.dumps(SITE_JSON), "json"))
+    both = choose_structures(site, ["Parotis_sin", "Brainstem"])
+    assert [s.name for s in both] == ["Parotis_sin", "Brainstem"]
+    assert {s.name for s in both.excluded} >= {"Brain", "Parotis_dxt"}
+
+
+def test_catalogue_groups_are_the_panels_six_national_groups(catalogue):
+    groups = catalogue.groups()
+    national = {g: [s.name for s in members if s.core] for g, members in groups.items()}
+    assert [g for g, names in national.items() if names] == [
+        "Brain and optic pathway", "Spinal cord and bone", "Eyes and ears", "Glands", "Oral cavity and pharynx",
+        "Larynx and oesophagus"]
+    assert sum(len(names) for names in national.values()) == 32
+    assert [s.name for s in groups["Vessels (optional)"]] == ["Carotid_L", "Carotid_R"]
+
+
+def test_segment_with_chosen_structures(tmp_path, small_phantom):
+    """``dkoar segment --structures``: only those, in the catalogue's order; an unknown name is
+    refused in one line with exit code 2 before anything runs."""
+    import pydicom
+
+    from DKOARSegmentationLib.cli import main
+    from model_factory import make_model_folder
+
+    out, _ = small_phantom
+    model = make_model_folder(tmp_path / "model")
+    common = [str(out / "ct"), "--model", str(model), "--device", "cpu", "-q"]
+    assert main(["segment", *common, "--out", str(tmp_path / "run"), "--structures", "Lens_R,Brainstem"]) == 0
+    ds = pydicom.dcmread(tmp_path / "run" / "rtstruct.dcm")
+    assert [r.ROIName for r in ds.StructureSetROISequence] == ["Brainstem", "Lens_R"]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert any("left out by the site configuration" in w for w in run["warnings"])
+    assert main(["segment", *common, "--out", str(tmp_path / "bad"), "--structures", "Brainstem,Parotis"]) == 2
+    assert not (tmp_path / "bad").exists()

@@ -116,7 +116,11 @@ def ui_problems(ui_text: str, py_source: str, parameter_fields: set[str]) -> lis
     for widget, parameter in sorted(bound.items()):
         if parameter not in parameter_fields:
             problems.append(f"widget {widget} is bound to {parameter!r}, which the parameter node lacks")
-    for field in sorted(parameter_fields - set(bound.values())):
+    hand_bound = re.search(r"HAND_BOUND_PARAMETERS = \(([^)]*)\)", py_source)
+    by_hand = set(re.findall(r"[\"'](\w+)[\"']", hand_bound.group(1))) if hand_bound else set()
+    for field in sorted(by_hand - parameter_fields):
+        problems.append(f"{field!r} is declared bound by hand but the parameter node lacks it")
+    for field in sorted(parameter_fields - set(bound.values()) - by_hand):
         problems.append(f"parameter {field!r} has no widget with SlicerParameterName {field!r}")
     root = ET.fromstring(ui_text)
     declared = {c.findtext("class") for c in root.iter("customwidget")}
@@ -332,7 +336,7 @@ def test_the_module_file_compiles_and_defines_its_classes(tmp_path):
     assert '"DK OAR Segmentation"' in source
     assert "Demonstration model: not for clinical use" in source
     assert annotated_fields(source, "DKOARSegmentationParameterNode") == {"inputVolume", "modelPath", "device",
-                                                                           "outputFolder"}
+                                                                           "outputFolder", "structures"}
 
 
 def test_the_module_file_does_not_import_the_core_at_load_time():
@@ -476,6 +480,12 @@ def test_check_catches_ui_mismatches():
     assert "ctkPathLineEdit" in text
     assert "inputVolumeSelector (qMRMLNodeComboBox) gets no mrmlSceneChanged" in text
     assert ui_problems("<ui><widget>", "", set())[0].startswith("the .ui is not well-formed")
+    # a parameter bound by hand is declared so; a declaration must name a real parameter
+    top = '<ui version="4.0"><widget class="QWidget" name="Top"/></ui>'
+    assert ui_problems(top, 'HAND_BOUND_PARAMETERS = ("structures",)', {"structures"}) == []
+    assert "'structures' has no widget" in "\n".join(ui_problems(top, "", {"structures"}))
+    assert "'structure' is declared bound by hand" in "\n".join(
+        ui_problems(top, 'HAND_BOUND_PARAMETERS = ("structure",)', {"structures"}))
 
 
 def test_check_catches_unknown_slicer_calls():

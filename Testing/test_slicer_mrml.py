@@ -768,3 +768,19 @@ def test_the_module_logic_runs_the_pipeline_in_a_background_process(core, phanto
     assert not psutil.pid_exists(pid)
     launched["done"](launched["process"].returncode)
     assert completed[-1][0] is None and "cancelled" in completed[-1][2]
+
+    # the panel's structure choice goes to the process; an unknown name is refused before it starts
+    from DKOARSegmentationLib.errors import DKOARError
+
+    assert len(logic.defaultStructures().split(",")) == 32
+    assert logic.structureGroups()["Eyes and ears"][:2] == ["Cochlea_L", "Cochlea_R"]
+    with pytest.raises(DKOARError, match="'Parotis' is not a structure"):
+        logic.startSegmentationProcess(ct_node, str(tmp_path / "out3"), "", "cpu", structures="Parotis")
+    assert not logic.processRunning
+    logic.startSegmentationProcess(ct_node, str(tmp_path / "out3"), "", "cpu", structures="Brainstem,Lens_L",
+                                   onCompleted=lambda *a: completed.append(a))
+    assert launched["args"][launched["args"].index("--structures") + 1] == "Brainstem,Lens_L"
+    logic.cancelSegmentationProcess()
+    launched["process"].wait(timeout=10)
+    launched["done"](launched["process"].returncode)
+    assert "DEMONSTRATION" in logic.modelCard("").upper() or "not for clinical use" in logic.modelCard("")

@@ -115,6 +115,14 @@ class Catalogue:
     def max_label(self) -> int:
         return max(self._by_label)
 
+    def groups(self) -> dict[str, tuple[Structure, ...]]:
+        """The structures by anatomical group (the catalogue's ``group`` column), groups in the
+        order they first appear; what the Slicer panel lists."""
+        out: dict[str, list[Structure]] = {}
+        for s in self.structures:
+            out.setdefault(s.group, []).append(s)
+        return {group: tuple(members) for group, members in out.items()}
+
 
 def _structure_from_row(row: dict[str, str], where: str) -> Structure:
     try:

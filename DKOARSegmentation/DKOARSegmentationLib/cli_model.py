@@ -137,6 +137,8 @@ def add_segment_options(p) -> None:
     """Options of ``dkoar segment`` for the model run and the structure set."""
     p.add_argument("--site-config", type=Path, default=None,
                    help="site configuration (JSON or CSV): rename, recolour, reorder, choose structures, ROI types")
+    p.add_argument("--structures", default=None, metavar="NAMES",
+                   help="contour only these structures (comma-separated names or aliases; after --site-config)")
     p.add_argument("--predict-mode", choices=("fast", "nnunet"), default="fast",
                    help="fast (default) or nnunet: follow nnU-Net's predictor step by step (same result, slower)")
 
@@ -151,4 +153,10 @@ def segment_kwargs(args) -> dict:
         from .site_config import apply_site_config, load_site_config
 
         kwargs["catalogue"] = apply_site_config(default_catalogue(), load_site_config(args.site_config))
+    if getattr(args, "structures", None) is not None:
+        from .catalogue import default_catalogue
+        from .site_config import choose_structures, parse_structure_names
+
+        base = kwargs.get("catalogue") or default_catalogue()
+        kwargs["catalogue"] = choose_structures(base, parse_structure_names(args.structures))
     return kwargs

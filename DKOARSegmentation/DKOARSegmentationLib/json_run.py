@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 
+from .cli_model import add_segment_options, segment_kwargs
 from .errors import DKOARError
 
 
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--model", default=None, help="a model folder; the bundled demonstration model when absent")
     parser.add_argument("--device", default="auto")
+    add_segment_options(parser)  # --structures, --site-config, --predict-mode: as `dkoar segment`
     args = parser.parse_args(argv)
 
     from .pipeline import segment
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = segment(args.input, args.out, model_path=args.model, device=args.device,
-                         progress=JsonLinesProgress(sys.stdout))
+                         progress=JsonLinesProgress(sys.stdout), **segment_kwargs(args))
     except DKOARError as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
         return 2

@@ -107,7 +107,7 @@ def segment(
     model_labels = predict_labels(model, ct, progress, predict_options)
     warnings.extend(model.messages)
     if mapping.excluded:
-        warnings.append("model labels left out by the site configuration: "
+        warnings.append("model labels left out by the site configuration or the chosen structures: "
                         + ", ".join(f"{v}={n}" for v, n in mapping.excluded.items()))
     segmentation = to_catalogue_labels(model_labels, mapping, ct)
     segmentation.provenance = {"model": bundle.identity}

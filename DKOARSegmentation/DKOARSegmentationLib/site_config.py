@@ -185,3 +185,26 @@ def apply_site_config(catalogue: Catalogue, config: SiteConfig) -> SiteCatalogue
     if not chosen:
         raise DKOARError(f"{config.source}: no structure is chosen")
     return SiteCatalogue(chosen, dropped)
+
+
+def parse_structure_names(text: str) -> list[str]:
+    """Structure names from a comma- or semicolon-separated list (``--structures``)."""
+    return [name.strip() for name in text.replace(";", ",").split(",") if name.strip()]
+
+
+def choose_structures(catalogue: Catalogue, names) -> SiteCatalogue:
+    """Only the structures ``names`` (names or aliases), in the catalogue's order; the others are
+    left out (reported as excluded when the model provides them)."""
+    chosen: set[int] = set()
+    for name in names:
+        s = catalogue.find(name)
+        if s is None:
+            raise DKOARError(f"--structures: {name!r} is not a structure of the catalogue")
+        chosen.add(s.label)
+    if not chosen:
+        raise DKOARError("--structures: no structure is chosen")
+    structures = list(catalogue)
+    excluded = [s for s in structures if s.label not in chosen]
+    if isinstance(catalogue, SiteCatalogue) and catalogue.excluded is not None:
+        excluded = list(catalogue.excluded) + excluded
+    return SiteCatalogue([s for s in structures if s.label in chosen], excluded)

@@ -37,7 +37,7 @@ PATCH_ZYX = [48, 96, 96]
 FEATURES = [8, 16, 32, 64, 96]
 TRAIN_SEEDS = range(1000, 1036)
 MODEL_NAME = "DKOAR demo phantom model"
-MODEL_VERSION = "0.1.0"
+MODEL_VERSION = "0.2.0"  # 0.2.0: trained on the whole field of view
 INTENDED_USE = ("Demonstration only, NOT FOR CLINICAL USE: trained on synthetic phantoms so that the extension "
                 "runs out of the box and its tests have a real network to run.")
 

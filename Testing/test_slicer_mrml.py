@@ -518,20 +518,26 @@ def _rois(path):
     return ds, out
 
 
-def test_export_from_the_node_equals_the_command_line(core, phantom_factory, tmp_path):
+def _cli_export_and_nodes(phantom_factory, command: str, cli_path: Path):
+    """A small phantom exported by ``dkoar COMMAND`` from its truth.seg.nrrd, and the same phantom
+    on real nodes: (folder, phantom, ct, CT volume node, segmentation node)."""
     from DKOARSegmentationLib.ct_loader import load_ct
 
-    from DKOARSegmentationMRML.export import export_rtstruct
-
     folder, phantom = phantom_factory(6, "HFS", TINY_GRID)
-    cli_path = tmp_path / "cli.dcm"
-    done = subprocess.run([sys.executable, "-m", "DKOARSegmentationLib.cli", "export-rtstruct", "--ct", str(folder / "ct"),
+    done = subprocess.run([sys.executable, "-m", "DKOARSegmentationLib.cli", command, "--ct", str(folder / "ct"),
                            "--labels", str(folder / "truth.seg.nrrd"), "--out", str(cli_path)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     ct = load_ct(folder / "ct")
     ct_node = add_ct_volume_node(ct, "CT from DICOM")
-    seg_node = load_seg_nrrd(folder / "truth.seg.nrrd", ct_node)
+    return folder, phantom, ct, ct_node, load_seg_nrrd(folder / "truth.seg.nrrd", ct_node)
+
+
+def test_export_from_the_node_equals_the_command_line(core, phantom_factory, tmp_path):
+    from DKOARSegmentationMRML.export import export_rtstruct
+
+    cli_path = tmp_path / "cli.dcm"
+    _, _, ct, ct_node, seg_node = _cli_export_and_nodes(phantom_factory, "export-rtstruct", cli_path)
     # the command line's defaults (export-rtstruct: --label DKOAR --algorithm "user segmentation", omit empty)
     options = RTStructOptions(label="DKOAR", model_name="user segmentation", model_version="", empty_structures="omit",
                               series_description="DKOAR (unapproved)")
@@ -571,21 +577,13 @@ def _seg_segments(path):
 
 
 def test_dicom_seg_and_seg_nrrd_from_the_node_equal_the_command_line(core, phantom_factory, tmp_path):
-    from DKOARSegmentationLib.ct_loader import load_ct
     from DKOARSegmentationLib.dicom_seg import read_dicom_seg, read_source_datasets
     from DKOARSegmentationLib.labelmap_io import read_labelmap
 
     from DKOARSegmentationMRML.export import export_dicom_seg, export_seg_nrrd
 
-    folder, phantom = phantom_factory(6, "HFS", TINY_GRID)
     cli_path = tmp_path / "cli_seg.dcm"
-    done = subprocess.run([sys.executable, "-m", "DKOARSegmentationLib.cli", "export-seg", "--ct", str(folder / "ct"),
-                           "--labels", str(folder / "truth.seg.nrrd"), "--out", str(cli_path)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    ct = load_ct(folder / "ct")
-    ct_node = add_ct_volume_node(ct, "CT from DICOM")
-    seg_node = load_seg_nrrd(folder / "truth.seg.nrrd", ct_node)
+    folder, phantom, ct, ct_node, seg_node = _cli_export_and_nodes(phantom_factory, "export-seg", cli_path)
     headers = read_source_datasets(folder / "ct", ct)
     slicer_path = export_dicom_seg(seg_node, ct_node, ct, headers, tmp_path / "slicer_seg.dcm")
     cli_masks, slicer_masks = read_dicom_seg(cli_path, ct), read_dicom_seg(slicer_path, ct)

@@ -270,18 +270,24 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             for c in range(parent.childCount()):
                 yield parent.child(c)
 
-    def onStructureChecked(self, item=None, column=0) -> None:
+    def _checkedStructures(self) -> list:
         import qt
 
+        return [i.text(0) for i in self._structureItems() if i.checkState(0) == qt.Qt.Checked]
+
+    def onStructureChecked(self, item=None, column=0) -> None:
         if self._updatingTree or not self._parameterNode:
             return
-        chosen = [i.text(0) for i in self._structureItems() if i.checkState(0) == qt.Qt.Checked]
-        self._parameterNode.structures = ",".join(chosen)
+        self._parameterNode.structures = ",".join(self._checkedStructures())
 
     def _updateStructureTree(self) -> None:
         import qt
 
         chosen = set(n.strip() for n in (self._parameterNode.structures or "").split(",")) if self._parameterNode else set()
+        # Checking a group checks its structures one by one, each change writing the parameter: the
+        # tree already shows that parameter then, and must not be reset while Qt goes on
+        if set(self._checkedStructures()) == chosen:
+            return
         self._updatingTree = True
         try:
             for item in self._structureItems():

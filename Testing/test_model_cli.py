@@ -137,8 +137,8 @@ def test_monai_network_runs_and_foreign_classes_are_refused(tmp_path, capsys):
 
     model = load_model(load_bundle(folder), torch.device("cpu"))
     ct = Volume(np.random.default_rng(0).normal(0, 300, (16, 32, 32)).astype(np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))
-    # fast mode: float32 sums (nnU-Net's float16 sums lose the image's border voxels, where one
-    # window's Gaussian weight is below float16's range)
+    # a MONAI model's windows are summed in float32, as MONAI does (nnU-Net's float16 sums would
+    # lose the image's border voxels, where one window's Gaussian weight is below float16's range)
     labels = predict_labels(model, ct, options=PredictOptions(mode="fast"))
     x = torch.from_numpy(np.clip(ct.voxels, -1000, 2000) / 1000.0)[None, None].float()
     with torch.inference_mode():

@@ -54,6 +54,39 @@ def test_resampling_is_nnunets(shape, new_shape, current, new, order, dtype):
     assert np.allclose(fast, theirs.astype(np.float32), atol=2e-2 if dtype == np.float16 else 1e-4)
 
 
+@pytest.mark.parametrize("shape,new_shape,current,new", [
+    ((9, 14, 16), (23, 31, 29), (2.5, 1.5, 1.5), (1.0, 0.7, 0.7)),  # 2.5 / 0.7 > 3: separate z, nearest
+    ((9, 14, 16), (12, 31, 29), (1.5, 1.5, 1.5), (1.1, 0.7, 0.7)),  # 3D linear
+])
+def test_body_box_back_to_the_ct_grid_is_nnunets_export(shape, new_shape, current, new):
+    """The fast mode's resampling back (separable gathers on a box, a few channels at a time, a
+    running argmax) gives the label map of nnU-Net's export (every channel resampled in float64,
+    stored as the float16 logits, argmax), ties included: two leading channels differ by at most
+    one float16 step, so that after rounding many voxels have two equal top channels."""
+    from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
+
+    from DKOARSegmentationLib.predictor import logits_box_to_labels, source_region
+    from DKOARSegmentationLib.preprocessing import separate_z_axis
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(11, *shape)).astype(np.float16)
+    logits[3] += np.float16(2.0)
+    logits[7] = np.where(rng.random(shape) < 0.5, logits[3], np.nextafter(logits[3], np.float16(np.inf)))
+    resampled = resample_data_or_seg_to_shape(logits, new_shape, current, new, is_seg=False, order=1, order_z=0,
+                                              force_separate_z=None)
+    assert resampled.dtype == np.float16
+    theirs = np.argmax(resampled, axis=0)
+    box = (slice(1, new_shape[0] - 1), slice(5, 30), slice(0, 20))
+    axis = separate_z_axis(current, new, None)
+    region = source_region(shape, new_shape, box, axis)
+    offset = tuple(sl.start for sl in region)
+    part = torch.from_numpy(logits[(slice(None), *region)].copy())
+    ours = logits_box_to_labels(part, offset, shape, new_shape, box, axis, chunk_channels=4)
+    ties = np.sort(resampled[(slice(None), *box)], axis=0)
+    assert np.count_nonzero(ties[-1] == ties[-2]) > 20  # the tie-break is tested
+    assert np.array_equal(ours, theirs[box])
+
+
 def test_new_shape_crop_steps_gaussian_padding_are_nnunets():
     from acvl_utils.cropping_and_padding.padding import pad_nd_image
     from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
@@ -138,9 +171,10 @@ def test_mirroring_and_folds_matter(parity_case):
 @pytest.mark.parametrize("case,trainer", [("iso", "nnUNetTrainer"), ("aniso", "nnUNetTrainerNoMirroring")])
 def test_fast_mode_is_nnunets_inside_the_body(parity_case, case, trainer):
     """The fast mode runs only nnU-Net's windows that reach the body and resamples back only the
-    body: inside the body box it agrees with nnU-Net up to rounding (float32 instead of float16
-    sums; these random networks have nearly tied logits, a trained one does not), outside it is
-    background (a trained model's air; these untrained networks label air at random)."""
+    body: inside the body box it is nnU-Net's label map (the same float16 sums; left is only the
+    float32 rounding of the resampling, which these random networks, with their nearly tied
+    logits, show on a voxel or so), outside it is background (a trained model's air; these
+    untrained networks label air at random). Measured: 100.000 % (iso), 99.998 % (aniso)."""
     from DKOARSegmentationLib.preprocessing import body_bbox
 
     folder, nifti, theirs = parity_case(case, trainer)
@@ -150,7 +184,7 @@ def test_fast_mode_is_nnunets_inside_the_body(parity_case, case, trainer):
     box = body_bbox(ct.voxels)
     same, _ = agreement(ours[box], theirs[box])
     print(f"\nfast mode {case} {trainer}: agreement inside the body box {same * 100:.3f} %")
-    assert same >= 0.995
+    assert same >= 0.9999
     outside = np.ones(ours.shape, bool)
     outside[box] = False
     assert outside.any() and not ours[outside].any()

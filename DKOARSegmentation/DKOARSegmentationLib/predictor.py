@@ -13,11 +13,12 @@ Two modes, the same operations in the same order (nnU-Net v2's):
   laid out canonically (see ``orientation``; a feet-first or prone series is segmented like a
   head-first supine one, which nnU-Net itself does not do); of nnU-Net's windows (same tiling of the
   whole image) only those that reach the patient's body are run, so inside the body the logits are
-  nnU-Net's and no time goes to air, which is background; resampling is done in float32, the
-  window sums in float32 with every fold run on each window (one accumulator instead of one per
-  fold, no float16 arithmetic, which is slow on a CPU); and only the body's voxels are resampled
-  back, with separable linear gathers (the same edge-aligned weights as skimage's order 1) a few
-  channels at a time with a running argmax, instead of every channel of the whole grid in float64.
+  nnU-Net's and no time goes to air, which is background; resampling is done in float32; and
+  only the body's voxels are resampled back, with separable linear gathers (the same edge-aligned
+  weights as skimage's order 1) a few channels at a time, rounded to float16 as nnU-Net stores
+  them, with a running argmax, instead of every channel of the whole grid in float64. The window
+  sums stay nnU-Net's (float16 for an nnU-Net model, one pass per fold): at the rim of a lens, a
+  structure of about 70 voxels, float32 sums flip a voxel or two against nnU-Net (Dice 0.985).
 
 On a GPU the network runs under float16 autocast. If the GPU runs out of memory, the run is
 retried with the sums kept on the CPU and one window at a time, then on the CPU, and says so.
@@ -83,6 +84,9 @@ class LoadedModel:
     data_resampling: dict = field(default_factory=lambda: dict(_DEFAULT_DATA_RESAMPLING))
     probability_resampling: dict = field(default_factory=lambda: dict(_DEFAULT_PROB_RESAMPLING))
     postprocessing: list = field(default_factory=list)
+    # the window sums' precision, as the model's own framework sums: nnU-Net float16 (its label map
+    # differs from float32 sums at the rim of small structures), MONAI and TorchScript float32
+    sums_dtype: str = "float32"
     messages: list = field(default_factory=list)  # what a run had to do differently (OOM fallback)
     _cpu_graphs: dict = field(default_factory=dict, repr=False)  # network index -> frozen CPU graph
 
@@ -170,7 +174,7 @@ def load_model(bundle: ModelBundle, device) -> LoadedModel:
                        data_resampling=_resampling_kwargs(config, "data", _DEFAULT_DATA_RESAMPLING, bundle.folder),
                        probability_resampling=_resampling_kwargs(config, "probabilities", _DEFAULT_PROB_RESAMPLING,
                                                                  bundle.folder),
-                       postprocessing=bundle.load_postprocessing())
+                       postprocessing=bundle.load_postprocessing(), sums_dtype="float16")
 
 
 def _load_network_model(bundle: ModelBundle, device) -> LoadedModel:
@@ -301,36 +305,32 @@ def _empty_cache(device) -> None:
         torch.mps.empty_cache()
 
 
-def _window_pass(model: LoadedModel, data, slicers, fp: Footprint, options: PredictOptions, nets: list,
-                 acc_dtype, progress: Progress | None, done: int, total: int):
+def _window_pass(model: LoadedModel, data, slicers, fp: Footprint, options: PredictOptions, fold: int,
+                 progress: Progress | None, done: int, total: int):
     """One pass of the windows over ``data`` (padded (z, y, x) float32 tensor on the CPU) with the
-    mean of ``nets``: Gaussian-weighted sums divided by the summed weights, a (C, z, y, x) tensor."""
+    network of ``fold``: Gaussian-weighted sums divided by the summed weights, a (C, z, y, x)
+    tensor of ``model.sums_dtype`` (nnU-Net's sliding window for an nnU-Net model)."""
     import torch
 
     res_dev = fp.device if fp.results_on_device else torch.device("cpu")
     shape = tuple(data.shape)
     source = data.to(fp.device) if fp.results_on_device else data
+    acc_dtype = getattr(torch, model.sums_dtype)
     logits = torch.zeros((model.num_outputs, *shape), dtype=acc_dtype, device=res_dev)
     weights = torch.zeros(shape, dtype=acc_dtype, device=res_dev)
     gaussian = gaussian_importance(model.patch_zyx, dtype=acc_dtype, device=res_dev) if options.use_gaussian else 1
     axes = model.mirror_axes if options.use_mirroring else None
     autocast = fp.device.type == "cuda" and options.half_precision
     optimise = options.optimise_cpu and options.mode == "fast" and fp.device.type == "cpu" and fp.batch == 1
-    indices = [model.networks.index(net) for net in nets] if optimise else []
+    net = model.networks[fold]
     for start in range(0, len(slicers), fp.batch):
         group = slicers[start:start + fp.batch]
         window = torch.stack([source[sl] for sl in group])[:, None].to(fp.device)
         if optimise and start == 0:
-            nets = [model.cpu_graph(i, window) for i in indices]
+            net = model.cpu_graph(fold, window)
         with torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
-            pred = None
-            for net in nets:
-                out = _mirrored(net, window, axes)
-                pred = out if pred is None else pred + out
-            if len(nets) > 1:
-                pred = pred / len(nets)
-        pred = pred.to(res_dev)
-        if pred.dtype != torch.float32 and acc_dtype == torch.float32:
+            pred = _mirrored(net, window, axes).to(res_dev)
+        if pred.dtype != acc_dtype and acc_dtype == torch.float32:
             pred = pred.float()
         for i, sl in enumerate(group):
             p = pred[i]
@@ -372,8 +372,8 @@ def window_extent(shape, patch, step: float, region) -> tuple[slice, ...]:
 def sliding_window_logits(model: LoadedModel, image: np.ndarray, progress: Progress | None = None,
                           options: PredictOptions | None = None, fp: Footprint | None = None, region=None,
                           full_shape=None, image_offset=None):
-    """Logits (C, z, y, x) of a prepared (normalised, resampled) image, on the CPU: float16 sums
-    and one pass per fold in nnU-Net mode, float32 and all folds per window in fast mode.
+    """Logits (C, z, y, x) of a prepared (normalised, resampled) image, on the CPU, as nnU-Net
+    sums them: one pass per fold (sums in ``model.sums_dtype``), the folds' mean.
 
     With ``region`` (slices of the image), only nnU-Net's windows that overlap the region are run
     (the windows of the whole image, at the whole image's steps), so inside the region the logits
@@ -384,7 +384,6 @@ def sliding_window_logits(model: LoadedModel, image: np.ndarray, progress: Progr
 
     options = options or PredictOptions()
     fp = fp or footprints(model.device, options)[0]
-    exact = options.mode == "nnunet"
     shape = tuple(full_shape) if full_shape is not None else tuple(image.shape)
     offset_in = tuple(image_offset) if image_offset is not None else (0, 0, 0)
     below, starts, extent = _window_plan(shape, model.patch_zyx, options.tile_step_size, region)
@@ -400,18 +399,13 @@ def sliding_window_logits(model: LoadedModel, image: np.ndarray, progress: Progr
     data[tuple(dst)] = torch.from_numpy(np.ascontiguousarray(image[tuple(src)], dtype=np.float32))
     slicers = [tuple(slice(a, a + p) for a, p in zip(corner, model.patch_zyx)) for corner in itertools.product(*starts)]
     with torch.inference_mode():
-        if exact:
-            total = len(slicers) * len(model.networks)
-            prediction = None
-            for n, net in enumerate(model.networks):
-                part = _window_pass(model, data, slicers, fp, options, [net], torch.float16, progress,
-                                    n * len(slicers), total).to("cpu")
-                prediction = part if prediction is None else prediction.add_(part)
-            if len(model.networks) > 1:
-                prediction /= len(model.networks)
-        else:
-            prediction = _window_pass(model, data, slicers, fp, options, model.networks, torch.float32, progress,
-                                      0, len(slicers)).to("cpu")
+        total = len(slicers) * len(model.networks)
+        prediction = None
+        for fold in range(len(model.networks)):
+            part = _window_pass(model, data, slicers, fp, options, fold, progress, fold * len(slicers), total).to("cpu")
+            prediction = part if prediction is None else prediction.add_(part)
+        if len(model.networks) > 1:
+            prediction /= len(model.networks)
     if region is not None:
         return prediction, tuple(e.start - b for e, b in zip(extent, below))
     return prediction[(slice(None), *(slice(b - e.start, b - e.start + s) for e, b, s in zip(extent, below, shape)))]
@@ -473,6 +467,8 @@ def logits_to_labels(logits, out_shape, separate_axis: int | None = None, chunk_
                 slabs = torch.nn.functional.interpolate(slabs, size=inplane, mode="bilinear", align_corners=False)
                 slabs = slabs[torch.from_numpy(nearest_indices(slabs.shape[0], out_shape[a]))]
                 up = slabs.movedim(0, a + 1)
+            if logits.dtype != up.dtype:  # nnU-Net stores the resampled logits in their own dtype
+                up = up.to(logits.dtype).float()
             for c in range(up.shape[0]):
                 if best is None:
                     best = up[c].clone()
@@ -510,7 +506,8 @@ def logits_box_to_labels(logits, offset, in_shape, out_shape, out_box, separate_
                          chunk_channels: int = 8) -> np.ndarray:
     """Argmax, on the voxels ``out_box`` of the ``out_shape`` grid, of logits given over part of
     the ``in_shape`` grid (starting at ``offset``), linearly resampled as nnU-Net's export does
-    (order 1; nearest along ``separate_axis``): separable gathers, a few channels at a time."""
+    (order 1; nearest along ``separate_axis``; rounded to the logits' dtype, ties to the lower
+    label): separable gathers, a few channels at a time."""
     import torch
 
     axes = []
@@ -533,6 +530,8 @@ def logits_box_to_labels(logits, offset, in_shape, out_shape, out_box, separate_
                 wv = w.view(shape)
                 lo = x.index_select(dim, i0)
                 x = lo if bool((w == 0).all()) else lo + (x.index_select(dim, i1) - lo) * wv
+            if logits.dtype != x.dtype:  # nnU-Net stores the resampled logits in their own dtype
+                x = x.to(logits.dtype).float()
             top, arg = x.max(dim=0)  # the first of equal maxima, as argmax
             better = top > best  # strictly: an earlier channel wins a tie, as argmax
             best = torch.where(better, top, best)

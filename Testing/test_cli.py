@@ -134,7 +134,6 @@ def test_segment_end_to_end_with_the_demo_model(demo_run, small_phantom):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 2: the demo model is still below a mean Dice of 0.80 (model card)")
 def test_demo_model_reaches_the_target_dice(demo_run):
     _, _, _, scores = demo_run
     assert float(np.mean(list(scores.values()))) >= DEMO_TARGET_MEAN_DICE

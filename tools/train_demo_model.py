@@ -37,7 +37,7 @@ PATCH_ZYX = [48, 96, 96]
 FEATURES = [8, 16, 32, 64, 96]
 TRAIN_SEEDS = range(1000, 1036)
 MODEL_NAME = "DKOAR demo phantom model"
-MODEL_VERSION = "0.2.0"  # 0.2.0: trained on the whole field of view
+MODEL_VERSION = "0.3.0"  # 0.2.0: whole field of view; 0.3.0: fine-tuned without class weights, small structures oversampled
 INTENDED_USE = ("Demonstration only, NOT FOR CLINICAL USE: trained on synthetic phantoms so that the extension "
                 "runs out of the box and its tests have a real network to run.")
 
@@ -152,12 +152,34 @@ def intensity_properties(cases: list[dict]) -> IntensityProperties:
     return IntensityProperties(float(v.mean()), float(v.std()), float(np.percentile(v, 0.5)), float(np.percentile(v, 99.5)))
 
 
-def sample_patch(case: dict, rng: np.random.Generator, n_classes: int, foreground: bool):
+def foreground_class_odds(n_classes: int, oversample: dict[int, float]) -> np.ndarray:
+    """The probability of each label being the centre of a foreground patch: uniform over the
+    structures as in nnU-Net, except those given a factor (tiny structures such as the cochleae,
+    about 15 voxels at the model spacing, are otherwise seen too rarely to be learnt)."""
+    odds = np.ones(n_classes, dtype=np.float64)
+    odds[0] = 0.0
+    for label, factor in oversample.items():
+        odds[label] = factor
+    return odds / odds.sum()
+
+
+def parse_oversample(text: str) -> dict[int, float]:
+    """``"Cochlea_L=4,Chiasm=2"`` -> {label: factor}, by catalogue name."""
+    catalogue = default_catalogue()
+    factors = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, factor = item.partition("=")
+        factors[catalogue.by_name(name.strip()).label] = float(factor)
+    return factors
+
+
+def sample_patch(case: dict, rng: np.random.Generator, n_classes: int, foreground: bool,
+                 class_odds: np.ndarray | None = None):
     image, labels = case["image"], case["labels"]
     patch = np.array(PATCH_ZYX)
     shape = np.array(image.shape)
     if foreground:
-        cls = int(rng.integers(1, n_classes))
+        cls = int(rng.choice(n_classes, p=class_odds)) if class_odds is not None else int(rng.integers(1, n_classes))
         where = case["where"].get(cls)
         centre = where[rng.integers(len(where))] if where is not None and len(where) else shape // 2
         centre = centre + rng.integers(-patch // 4, patch // 4 + 1)
@@ -235,6 +257,9 @@ def main(argv=None) -> int:
     ap.add_argument("--init-weights", type=Path, default=None,
                     help="start from the network weights of this checkpoint (a new optimiser and schedule)")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--oversample", default="",
+                    help="foreground patch centres: these structures this many times as often, "
+                         "e.g. 'Cochlea_L=4,Cochlea_R=4' (default: every structure alike, as nnU-Net)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = args.out or demo_model_dir()
@@ -279,6 +304,8 @@ def main(argv=None) -> int:
         Path(str(ckpt_path) + ".part").replace(ckpt_path)
 
     weights = class_weights(cases, n_classes) if args.class_weighting == "sqrt" else None
+    oversample = parse_oversample(args.oversample)
+    class_odds = foreground_class_odds(n_classes, oversample) if oversample else None
     if not args.export_only:
         rng = np.random.default_rng(1234 + step)
         net.train()
@@ -287,7 +314,8 @@ def main(argv=None) -> int:
             lr = args.lr * (1 - step / args.steps) ** 0.9
             for g in opt.param_groups:
                 g["lr"] = lr
-            batch = [sample_patch(cases[rng.integers(len(cases))], rng, n_classes, fg) for fg in (True, rng.random() < 0.75)]
+            batch = [sample_patch(cases[rng.integers(len(cases))], rng, n_classes, fg, class_odds)
+                     for fg in (True, rng.random() < 0.75)]
             x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None])
             y = torch.from_numpy(np.stack([b[1] for b in batch]))
             loss = deep_supervision_loss(net(x), y, n_classes, weights)

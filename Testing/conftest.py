@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from DKOARSegmentationLib.catalogue import default_catalogue
 from DKOARSegmentationLib.phantom import PhantomGrid, write_phantom
+from DKOARSegmentationLib.structures.catalogue import default_catalogue
 
 REPO = Path(__file__).resolve().parent.parent
 # small enough for a quick suite, fine enough for the small structures: 250 mm field of view

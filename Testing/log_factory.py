@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from DKOARSegmentationLib.catalogue import default_catalogue
-from DKOARSegmentationLib.correction_log import CTProperties, StructureResult, open_log
-from DKOARSegmentationLib.pseudonym import SiteKey
+from DKOARSegmentationLib.monitoring.correction_log import CTProperties, StructureResult, open_log
+from DKOARSegmentationLib.monitoring.pseudonym import SiteKey
+from DKOARSegmentationLib.structures.catalogue import default_catalogue
 
 
 def synthetic_log(path: Path | str, n_cases: int, *, seed: int = 0, site: str = "Aarhus", start: str = "2025-01",

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-from DKOARSegmentationLib.model_bundle import init_manifest
-from DKOARSegmentationLib.network import build_network
-from DKOARSegmentationLib.preprocessing import IntensityProperties
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import train_demo_model  # noqa: E402  the demo's own plans and dataset.json writers
+from DKOARSegmentationLib.model.manifest import init_manifest
+from DKOARSegmentationLib.model.network import build_network
+from DKOARSegmentationLib.model.preprocessing import IntensityProperties
+from tools import train_demo_model  # the demo's own plans and dataset.json writers
 
 
 def make_model_folder(folder: Path, label_names: dict[int, str] | None = None, seed: int = 0) -> Path:

@@ -7,19 +7,16 @@ tests only, see the Makefile); the extension itself never imports it.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.model_bundle import init_manifest
-from DKOARSegmentationLib.preprocessing import IntensityProperties
+from DKOARSegmentationLib.model.manifest import init_manifest
+from DKOARSegmentationLib.model.preprocessing import IntensityProperties
 from DKOARSegmentationLib.volume import Volume
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-import train_demo_model  # noqa: E402  the demo's own plans and dataset.json writers
+from tools import train_demo_model  # the demo's own plans and dataset.json writers
 
 TRAINER_MIRROR_AXES = {"nnUNetTrainer": (0, 1, 2), "nnUNetTrainerNoMirroring": None}
 
@@ -130,7 +127,7 @@ def run_nnunet(predictor, nifti: Path) -> np.ndarray:
 def write_ct_nifti(ct: Volume, path: Path) -> Path:
     import SimpleITK as sitk
 
-    from DKOARSegmentationLib.labelmap_io import affine_to_sitk
+    from DKOARSegmentationLib.output.label_maps import affine_to_sitk
 
     image = sitk.GetImageFromArray(ct.voxels)
     affine_to_sitk(image, ct.affine)

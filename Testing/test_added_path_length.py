@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from DKOARSegmentationLib.added_path_length import added_path_length, added_path_length_per_slice
-from DKOARSegmentationLib.contours import mask_to_polygons
+from DKOARSegmentationLib.monitoring.added_path_length import added_path_length, added_path_length_per_slice
+from DKOARSegmentationLib.output.contours import mask_to_polygons
 
 SX, SY = 0.8, 1.2  # mm along i (x) and j (y): anisotropic in-plane on purpose
 TOL = 2.0

@@ -1,15 +1,13 @@
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from DKOARSegmentationLib.catalogue import (
-    Catalogue, load_catalogue, slicer_color_table_csv,
-)
 from DKOARSegmentationLib.errors import DKOARError
 from DKOARSegmentationLib.resources import resources_dir
+from DKOARSegmentationLib.structures.catalogue import load_catalogue
+from DKOARSegmentationLib.structures.color_table import slicer_color_table_csv
 
 REFERENCE_ORDER = [
     "Brain", "Brainstem", "SpinalCord", "Chiasm", "OpticNerve_L", "OpticNerve_R", "Cochlea_L", "Cochlea_R",

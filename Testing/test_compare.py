@@ -9,15 +9,13 @@ import sys
 
 import numpy as np
 import pytest
-
 import surface_distance as ref  # DeepMind's package, the reference (test extra)
 
-from DKOARSegmentationLib.comparison import METRIC_FIELDS, compare_segmentations
-from DKOARSegmentationLib.labelmap_io import write_labelmap_nifti
-from DKOARSegmentationLib.rtstruct_writer import RTStructOptions, write_rtstruct
+from DKOARSegmentationLib.monitoring.comparison import METRIC_FIELDS, compare_segmentations
+from DKOARSegmentationLib.output.label_maps import write_labelmap_nifti
+from DKOARSegmentationLib.output.rtstruct_writer import RTStructOptions, write_rtstruct
 from DKOARSegmentationLib.volume import Segmentation
-
-from log_factory import clinician_edits
+from Testing.log_factory import clinician_edits
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 SPEC_KEYS = {"dice", "hd95_mm", "msd_mm", "surface_dice", "tolerance_mm", "apl_mm", "volume_ai_ml", "volume_final_ml"}

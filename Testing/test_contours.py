@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from DKOARSegmentationLib.contours import mask_to_polygons, polygon_area, polygons_to_mask
+from DKOARSegmentationLib.output.contours import mask_to_polygons, polygon_area, polygons_to_mask
 
 
 def test_random_masks_round_trip_exactly():

@@ -13,17 +13,21 @@ import textwrap
 
 import pytest
 
-from DKOARSegmentationLib.correction_log import (
-    SCHEMA_VERSION, CTProperties, StructureResult, open_log, read_only_copy,
-)
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.pseudonym import SiteKey, key_is_private, key_path_from, load_site_key
+from DKOARSegmentationLib.monitoring.correction_log import (
+    SCHEMA_VERSION,
+    CTProperties,
+    StructureResult,
+    open_log,
+    read_only_copy,
+)
+from DKOARSegmentationLib.monitoring.pseudonym import SiteKey, key_is_private, key_path_from, load_site_key
 
 KEY = SiteKey(b"k" * 32)
 
 WRITER = textwrap.dedent("""
     import sys
-    from DKOARSegmentationLib.correction_log import open_log
+    from DKOARSegmentationLib.monitoring.correction_log import open_log
     log = open_log(sys.argv[1])
     case = log.start_case(site="Aalborg", model_name="DK-OAR", model_version="1.0", source="test")
     print("case", case, flush=True)
@@ -180,7 +184,7 @@ def test_several_writers_can_open_a_new_log_at_once(tmp_path):
     script = tmp_path / "one_case.py"
     script.write_text(textwrap.dedent("""
         import sys
-        from DKOARSegmentationLib.correction_log import open_log
+        from DKOARSegmentationLib.monitoring.correction_log import open_log
         with open_log(sys.argv[1]) as log:
             case = log.start_case(site="Odense", source="test")
             log.record_event(case, None, "start")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from DKOARSegmentationLib.correction_timing import EditorEvent as E
-from DKOARSegmentationLib.correction_timing import correction_times
+from DKOARSegmentationLib.monitoring.correction_timing import EditorEvent as E
+from DKOARSegmentationLib.monitoring.correction_timing import correction_times
 
 
 def test_edits_with_an_idle_gap():

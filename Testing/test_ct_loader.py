@@ -7,8 +7,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from DKOARSegmentationLib.ct_loader import load_ct
 from DKOARSegmentationLib.errors import DKOARError
+from DKOARSegmentationLib.input.ct_loader import load_ct
 
 
 def test_slice_order_comes_from_positions_not_file_names(small_phantom, tmp_path):

@@ -1,4 +1,4 @@
-"""Real-world DICOM input (issue 5): every series a hospital sends is read correctly or refused clearly.
+"""Real-world DICOM input: every series a hospital sends is read correctly or refused clearly.
 
 Every case writes its own small series with pydicom (``dicom_factory``); refusals are checked for
 one DKOARError naming the file and the problem, and, through the command line, for one line on
@@ -15,20 +15,27 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, ExplicitVRLittleEndian,
-                         ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless,
-                         generate_uid)
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
 
-from DKOARSegmentationLib import ct_loader
 from DKOARSegmentationLib.cli import main
-from DKOARSegmentationLib.ct_loader import FrameReference, load_ct
-from DKOARSegmentationLib.dicom_series import scan_dicom_folder
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.rtstruct_reader import read_rtstruct_masks
-from DKOARSegmentationLib.rtstruct_writer import write_rtstruct
+from DKOARSegmentationLib.input import ct_loader
+from DKOARSegmentationLib.input.ct_loader import FrameReference, load_ct
+from DKOARSegmentationLib.input.series_scan import scan_dicom_folder
+from DKOARSegmentationLib.output.rtstruct_reader import read_rtstruct_masks
+from DKOARSegmentationLib.output.rtstruct_writer import write_rtstruct
 from DKOARSegmentationLib.volume import Segmentation
-
-import dicom_factory as fac
+from Testing import dicom_factory as fac
 
 N = 6
 
@@ -138,7 +145,7 @@ def test_missing_slice_keeps_true_positions_and_the_rtstruct_references_each_rea
     assert [r.position[2] for r in ct.dicom.slices] == true_z
     assert ct.spacing[2] == pytest.approx(2.0)  # the median spacing; positions above say the truth
     # the RTSTRUCT puts each contour on its own slice and reads back exactly
-    from DKOARSegmentationLib.catalogue import default_catalogue
+    from DKOARSegmentationLib.structures.catalogue import default_catalogue
 
     brain = default_catalogue().by_name("Brain")
     labels = np.zeros(ct.shape, dtype=np.uint8)
@@ -234,7 +241,7 @@ def test_enhanced_multiframe_ct(tmp_path):
         assert [r.frame_number for r in ct.dicom.slices] == list(range(N, 0, -1))  # stored superior first
         assert len({r.sop_instance_uid for r in ct.dicom.slices}) == 1
     # an RTSTRUCT on it names the frame of every contour's slice (ReferencedFrameNumber)
-    from DKOARSegmentationLib.catalogue import default_catalogue
+    from DKOARSegmentationLib.structures.catalogue import default_catalogue
 
     brain = default_catalogue().by_name("Brain")
     labels = np.zeros(ct.shape, dtype=np.uint8)
@@ -293,7 +300,7 @@ def test_path_missing_or_unreadable(tmp_path):
 
 def test_unreadable_folder_or_file_even_as_root(tmp_path, monkeypatch):
     """The same refusals as above, with the permission errors simulated (root may read anything)."""
-    from DKOARSegmentationLib import dicom_series
+    from DKOARSegmentationLib.input import series_scan
 
     files = fac.write_series(tmp_path / "s")
     real_access = os.access
@@ -302,14 +309,14 @@ def test_unreadable_folder_or_file_even_as_root(tmp_path, monkeypatch):
     with pytest.raises(DKOARError, match="cannot be read"):
         load_ct(tmp_path / "s")
     monkeypatch.setattr(ct_loader.os, "access", real_access)
-    real_read = dicom_series.read_header
+    real_read = series_scan.read_header
 
     def read_header(file):
         if file == files[3]:
             raise PermissionError(13, "Permission denied", str(file))
         return real_read(file)
 
-    monkeypatch.setattr(dicom_series, "read_header", read_header)
+    monkeypatch.setattr(series_scan, "read_header", read_header)
     with pytest.raises(DKOARError, match="cannot be read \\(Permission denied\\)") as err:
         load_ct(tmp_path / "s")
     assert files[3].name in str(err.value)
@@ -430,7 +437,7 @@ def test_image_files_still_honour_their_orientation_and_refuse_rtstruct(tmp_path
     """NIfTI/NRRD/MHA keep their geometry (see test_ct_loader); no RTSTRUCT without the DICOM CT."""
     import SimpleITK as sitk
 
-    from DKOARSegmentationLib.rtstruct_writer import build_rtstruct
+    from DKOARSegmentationLib.output.rtstruct_writer import build_rtstruct
 
     image = sitk.GetImageFromArray(fac.expected_hu(N))
     image.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))  # RAS-like axes, written as LPS by ITK
@@ -447,7 +454,7 @@ def test_image_files_still_honour_their_orientation_and_refuse_rtstruct(tmp_path
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    from model_factory import make_model_folder
+    from Testing.model_factory import make_model_folder
 
     return make_model_folder(tmp_path_factory.mktemp("model") / "m")
 
@@ -510,7 +517,7 @@ def test_cli_refuses_in_one_line_with_exit_code_2_and_writes_nothing(tmp_path, c
 
 
 def test_cli_passes_allow_modality_and_series(tmp_path, monkeypatch, model, capsys):
-    from DKOARSegmentationLib import pipeline
+    import DKOARSegmentationLib.pipeline.segment as pipeline
 
     seen = {}
 
@@ -544,7 +551,7 @@ def test_loader_warnings_reach_run_json(tmp_path, model):
     """A department running unattended reads run.json, not the log: a missing slice is said there."""
     import json
 
-    from DKOARSegmentationLib.pipeline import segment
+    from DKOARSegmentationLib.pipeline.segment import segment
 
     files = fac.write_series(tmp_path / "s", n=8)
     files[4].unlink()

@@ -11,16 +11,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from DKOARSegmentationLib.json_run import end_process_tree, parse_line
 from DKOARSegmentationLib.phantom import PhantomGrid
-
-from model_factory import make_model_folder
+from DKOARSegmentationLib.pipeline.background import end_process_tree, parse_line
+from Testing.model_factory import make_model_folder
 
 TINY_GRID = PhantomGrid(matrix=96, pixel_mm=2.6, slice_mm=4.0)
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "DKOARSegmentationLib.json_run", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "DKOARSegmentationLib.pipeline.json_run", *map(str, args)],
                           capture_output=True, text=True, timeout=600)
 
 

@@ -16,19 +16,18 @@ import numpy as np
 import pydicom
 import pytest
 
-from DKOARSegmentationLib.case_entry import add_case, file_sha256
-from DKOARSegmentationLib.correction_log import open_log
-from DKOARSegmentationLib.ct_loader import load_ct
-from DKOARSegmentationLib.dicom_ct_writer import write_ct_series
-from DKOARSegmentationLib.monitoring import control_charts, load_logs
+from DKOARSegmentationLib.input.ct_loader import load_ct
+from DKOARSegmentationLib.monitoring.aggregates import control_charts, load_logs
+from DKOARSegmentationLib.monitoring.case_from_files import add_case, file_sha256
+from DKOARSegmentationLib.monitoring.correction_log import open_log
+from DKOARSegmentationLib.monitoring.pseudonym import load_site_key
+from DKOARSegmentationLib.monitoring.report import write_report
+from DKOARSegmentationLib.output.rtstruct_writer import RTStructOptions, write_rtstruct
+from DKOARSegmentationLib.phantom.ct_series_writer import write_ct_series
 from DKOARSegmentationLib.phantom.generate import generate_phantom
-from DKOARSegmentationLib.pseudonym import load_site_key
-from DKOARSegmentationLib.report import write_report
-from DKOARSegmentationLib.rtstruct_writer import RTStructOptions, write_rtstruct
 from DKOARSegmentationLib.volume import Segmentation
-
-from conftest import SMALL_GRID
-from log_factory import clinician_edits, synthetic_log
+from Testing.conftest import SMALL_GRID
+from Testing.log_factory import clinician_edits, synthetic_log
 
 NAME = "Hansen^Jens Peter"
 CPR = "010203-1234"

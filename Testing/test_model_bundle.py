@@ -1,18 +1,17 @@
 """Model bundles are verified before anything loads, and nothing in them runs."""
 
 import json
-import pickle
 
 import pytest
 import torch
 
-from DKOARSegmentationLib.devices import resolve_device
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.model_bundle import MANIFEST_NAME, init_manifest, load_bundle, sha256_of
-from DKOARSegmentationLib.predictor import load_model
+from DKOARSegmentationLib.model.bundle import MANIFEST_NAME, file_sha256, load_bundle
+from DKOARSegmentationLib.model.devices import resolve_device
+from DKOARSegmentationLib.model.loading import load_model
+from DKOARSegmentationLib.model.manifest import init_manifest
 from DKOARSegmentationLib.resources import demo_model_dir
-
-from model_factory import make_model_folder
+from Testing.model_factory import make_model_folder
 
 
 class RunsCode:
@@ -71,7 +70,7 @@ def test_manifest_init_refuses_to_overwrite_without_force(tmp_path):
     with pytest.raises(DKOARError, match="--force"):
         init_manifest(folder, "x", "1", intended_use="x")
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
-    assert manifest["files"]["plans.json"] == sha256_of(folder / "plans.json")
+    assert manifest["files"]["plans.json"] == file_sha256(folder / "plans.json")
     assert manifest["labels"]["17"] == "Parotid_L"
 
 

@@ -8,11 +8,13 @@ import torch
 
 from DKOARSegmentationLib.cli import main
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.model_bundle import MANIFEST_NAME, init_torchscript_manifest, load_bundle
-from DKOARSegmentationLib.predictor import PredictOptions, load_model, predict_labels
+from DKOARSegmentationLib.model.bundle import MANIFEST_NAME, load_bundle
+from DKOARSegmentationLib.model.loading import load_model
+from DKOARSegmentationLib.model.manifest import init_torchscript_manifest
+from DKOARSegmentationLib.model.predict_options import PredictOptions
+from DKOARSegmentationLib.model.predictor import predict_labels
 from DKOARSegmentationLib.volume import Volume
-
-from model_factory import make_model_folder
+from Testing.model_factory import make_model_folder
 
 
 def test_model_init_info_verify(tmp_path, capsys):

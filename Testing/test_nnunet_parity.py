@@ -10,16 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from DKOARSegmentationLib.ct_loader import load_ct
-from DKOARSegmentationLib.model_bundle import load_bundle
+from DKOARSegmentationLib.input.ct_loader import load_ct
+from DKOARSegmentationLib.model.bundle import load_bundle
+from DKOARSegmentationLib.model.loading import load_model
+from DKOARSegmentationLib.model.predict_options import PredictOptions
+from DKOARSegmentationLib.model.predictor import predict_labels
+from DKOARSegmentationLib.model.preprocessing import compute_new_shape, nonzero_bbox, resample_to_shape
+from DKOARSegmentationLib.model.sliding_window import _pad_to_patch, gaussian_importance, window_starts
 from DKOARSegmentationLib.phantom import PhantomGrid, generate_phantom
-from DKOARSegmentationLib.predictor import (
-    PredictOptions, _pad_to_patch, gaussian_importance, load_model, predict_labels, window_starts,
-)
-from DKOARSegmentationLib.preprocessing import compute_new_shape, nonzero_bbox, resample_to_shape
-
-from nnunet_factory import (
-    agreement, make_nnunet_folder, nnunet_predictor, require_nnunetv2, run_nnunet, write_ct_nifti,
+from Testing.nnunet_factory import (
+    agreement,
+    make_nnunet_folder,
+    nnunet_predictor,
+    require_nnunetv2,
+    run_nnunet,
+    write_ct_nifti,
 )
 
 require_nnunetv2()
@@ -65,8 +70,8 @@ def test_body_box_back_to_the_ct_grid_is_nnunets_export(shape, new_shape, curren
     one float16 step, so that after rounding many voxels have two equal top channels."""
     from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
 
-    from DKOARSegmentationLib.predictor import logits_box_to_labels, source_region
-    from DKOARSegmentationLib.preprocessing import separate_z_axis
+    from DKOARSegmentationLib.model.preprocessing import separate_z_axis
+    from DKOARSegmentationLib.model.resampling_back import logits_box_to_labels, source_region
 
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(11, *shape)).astype(np.float16)
@@ -175,7 +180,7 @@ def test_fast_mode_is_nnunets_inside_the_body(parity_case, case, trainer):
     float32 rounding of the resampling, which these random networks, with their nearly tied
     logits, show on a voxel or so), outside it is background (a trained model's air; these
     untrained networks label air at random). Measured: 100.000 % (iso), 99.998 % (aniso)."""
-    from DKOARSegmentationLib.preprocessing import body_bbox
+    from DKOARSegmentationLib.input.body import body_bbox
 
     folder, nifti, theirs = parity_case(case, trainer)
     model = load_model(load_bundle(folder), torch.device("cpu"))

@@ -5,8 +5,8 @@ import pydicom
 import pytest
 from scipy import ndimage
 
-from DKOARSegmentationLib.ct_loader import load_ct
-from DKOARSegmentationLib.labelmap_io import read_labelmap
+from DKOARSegmentationLib.input.ct_loader import load_ct
+from DKOARSegmentationLib.output.label_maps import read_labelmap
 from DKOARSegmentationLib.phantom import PATIENT_POSITIONS, PhantomGrid, generate_phantom
 
 

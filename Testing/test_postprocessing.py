@@ -7,14 +7,19 @@ import pytest
 import torch
 
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.model_bundle import init_manifest, load_bundle
-from DKOARSegmentationLib.postprocessing import (
-    PostprocessingStep, apply_postprocessing, parse_postprocessing, remove_all_but_largest_component,
+from DKOARSegmentationLib.model.bundle import load_bundle
+from DKOARSegmentationLib.model.loading import load_model
+from DKOARSegmentationLib.model.manifest import init_manifest
+from DKOARSegmentationLib.model.postprocessing import (
+    PostprocessingStep,
+    apply_postprocessing,
+    parse_postprocessing,
+    remove_all_but_largest_component,
 )
-from DKOARSegmentationLib.predictor import PredictOptions, load_model, predict_labels
+from DKOARSegmentationLib.model.predict_options import PredictOptions
+from DKOARSegmentationLib.model.predictor import predict_labels
 from DKOARSegmentationLib.volume import Volume
-
-from nnunet_factory import make_nnunet_folder, require_nnunetv2
+from Testing.nnunet_factory import make_nnunet_folder, require_nnunetv2
 
 require_nnunetv2()
 
@@ -53,8 +58,9 @@ def test_largest_component_removal_is_nnunets(labels_or_regions):
 
 def test_pickle_written_by_nnunet_is_read_and_applied(tmp_path):
     from batchgenerators.utilities.file_and_folder_operations import save_pickle
+    from nnunetv2.postprocessing.remove_connected_components import apply_postprocessing as nn_apply
     from nnunetv2.postprocessing.remove_connected_components import (
-        apply_postprocessing as nn_apply, remove_all_but_largest_component_from_segmentation as fn,
+        remove_all_but_largest_component_from_segmentation as fn,
     )
 
     fns, kwargs = [fn, fn, fn], [{"labels_or_regions": [1, 2, 3, 4]}, {"labels_or_regions": 3},

@@ -5,14 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-import DKOARSegmentationLib.predictor as predictor
+import DKOARSegmentationLib.model.sliding_window as sliding_window
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.model_bundle import load_bundle
-from DKOARSegmentationLib.predictor import Footprint, PredictOptions, footprints, load_model, predict_labels
+from DKOARSegmentationLib.model.bundle import load_bundle
+from DKOARSegmentationLib.model.loading import load_model
+from DKOARSegmentationLib.model.predict_options import PredictOptions
+from DKOARSegmentationLib.model.predictor import predict_labels
+from DKOARSegmentationLib.model.sliding_window import Footprint, footprints
 from DKOARSegmentationLib.progress import Cancelled, Progress
 from DKOARSegmentationLib.volume import Volume
-
-from model_factory import make_model_folder
+from Testing.model_factory import make_model_folder
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_footprints_shrink_then_go_to_the_cpu():
 
 def test_out_of_memory_retries_smaller_then_on_the_cpu(small_model, small_ct, monkeypatch):
     expected = predict_labels(small_model, small_ct)
-    real = predictor.sliding_window_logits
+    real = sliding_window.sliding_window_logits
     seen = []
 
     def fake_gpu(model, image, progress=None, options=None, fp=None, **kw):
@@ -52,7 +54,7 @@ def test_out_of_memory_retries_smaller_then_on_the_cpu(small_model, small_ct, mo
             raise _oom()
         return real(model, image, progress, options, fp, **kw)
 
-    monkeypatch.setattr(predictor, "sliding_window_logits", fake_gpu)
+    monkeypatch.setattr(sliding_window, "sliding_window_logits", fake_gpu)
     small_model.device = torch.device("cuda")  # a fake GPU: every pass on it runs out of memory
     small_model.messages.clear()
     try:
@@ -69,7 +71,7 @@ def test_out_of_memory_retries_smaller_then_on_the_cpu(small_model, small_ct, mo
 
 
 def test_smaller_footprint_on_the_gpu_is_tried_before_the_cpu(small_model, small_ct, monkeypatch):
-    real = predictor.sliding_window_logits
+    real = sliding_window.sliding_window_logits
     seen = []
 
     def fake_gpu(model, image, progress=None, options=None, fp=None, **kw):
@@ -78,7 +80,7 @@ def test_smaller_footprint_on_the_gpu_is_tried_before_the_cpu(small_model, small
             raise RuntimeError("CUDA error: out of memory")
         return real(model, image, progress, options, Footprint(torch.device("cpu"), False, fp.batch), **kw)
 
-    monkeypatch.setattr(predictor, "sliding_window_logits", fake_gpu)
+    monkeypatch.setattr(sliding_window, "sliding_window_logits", fake_gpu)
     small_model.device = torch.device("cuda")
     small_model.messages.clear()
     try:
@@ -96,7 +98,7 @@ def test_other_errors_are_not_retried_and_cpu_oom_is_one_clear_error(small_model
         calls.append(fp)
         raise ValueError("a bug")
 
-    monkeypatch.setattr(predictor, "sliding_window_logits", broken)
+    monkeypatch.setattr(sliding_window, "sliding_window_logits", broken)
     with pytest.raises(ValueError):
         predict_labels(small_model, small_ct)
     assert len(calls) == 1
@@ -104,7 +106,7 @@ def test_other_errors_are_not_retried_and_cpu_oom_is_one_clear_error(small_model
     def no_memory(model, image, progress=None, options=None, fp=None, **kw):
         raise _oom()
 
-    monkeypatch.setattr(predictor, "sliding_window_logits", no_memory)
+    monkeypatch.setattr(sliding_window, "sliding_window_logits", no_memory)
     with pytest.raises(DKOARError, match="out of memory on cpu even with the smallest footprint"):
         predict_labels(small_model, small_ct)
 
@@ -164,7 +166,7 @@ def test_fast_mode_handles_any_array_layout(small_model, small_ct):
 def test_auto_device_prefers_cuda_then_mps_then_cpu(monkeypatch):
     from types import SimpleNamespace
 
-    from DKOARSegmentationLib.devices import resolve_device
+    from DKOARSegmentationLib.model.devices import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto").type == "cuda"

@@ -6,13 +6,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from DKOARSegmentationLib.ct_loader import load_ct
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.rtstruct_reader import read_rtstruct_masks
-from DKOARSegmentationLib.rtstruct_writer import RTStructOptions, write_rtstruct
+from DKOARSegmentationLib.input.ct_loader import load_ct
+from DKOARSegmentationLib.output.rtstruct_reader import read_rtstruct_masks
+from DKOARSegmentationLib.output.rtstruct_writer import RTStructOptions, write_rtstruct
 from DKOARSegmentationLib.volume import Segmentation
-
-from conftest import require_tool
+from Testing.conftest import require_tool
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +98,7 @@ def test_ds_values_fit_16_characters(written):
 def test_contour_data_is_encoded_as_each_value_alone():
     from pydicom.valuerep import DSfloat, validate_value
 
-    from DKOARSegmentationLib.rtstruct_writer import _ds, _ds_multi_value
+    from DKOARSegmentationLib.output.rtstruct_writer import _ds, _ds_multi_value
 
     rng = np.random.default_rng(5)
     values = np.concatenate([
@@ -147,9 +146,9 @@ def test_refuses_a_label_map_off_the_ct_grid_and_ct_without_dicom(written, tmp_p
 
 # --- geometry: every patient position, missing slices, non-square pixels, oblique series -------
 
-from DKOARSegmentationLib.contours import mask_to_polygons, polygon_area  # noqa: E402
-from DKOARSegmentationLib.dicom_ct_writer import write_ct_series  # noqa: E402
+from DKOARSegmentationLib.output.contours import mask_to_polygons, polygon_area  # noqa: E402
 from DKOARSegmentationLib.phantom import PATIENT_POSITIONS  # noqa: E402
+from DKOARSegmentationLib.phantom.ct_series_writer import write_ct_series  # noqa: E402
 from DKOARSegmentationLib.volume import Volume  # noqa: E402
 
 

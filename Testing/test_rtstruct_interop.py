@@ -3,23 +3,21 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
 
-from DKOARSegmentationLib.ct_loader import load_ct
-from DKOARSegmentationLib.dicom_seg import read_dicom_seg, read_source_datasets, write_dicom_seg
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.labelmap_io import affine_to_sitk
-from DKOARSegmentationLib.metrics import dice
-from DKOARSegmentationLib.rtstruct_reader import read_rtstruct_masks
-from DKOARSegmentationLib.rtstruct_writer import write_rtstruct
+from DKOARSegmentationLib.input.ct_loader import load_ct
+from DKOARSegmentationLib.monitoring.overlap import dice
+from DKOARSegmentationLib.output.dicom_seg import read_dicom_seg, read_source_datasets, write_dicom_seg
+from DKOARSegmentationLib.output.label_maps import affine_to_sitk
+from DKOARSegmentationLib.output.rtstruct_reader import read_rtstruct_masks
+from DKOARSegmentationLib.output.rtstruct_writer import write_rtstruct
 from DKOARSegmentationLib.volume import DicomSeriesInfo, SliceReference, Volume
-
-from conftest import REPO, require_tool
+from Testing.conftest import REPO, require_tool
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.site_config import apply_site_config, load_site_config, parse_site_config
-from DKOARSegmentationLib.structures import map_model_labels, to_catalogue_labels
+from DKOARSegmentationLib.structures.model_labels import map_model_labels, to_catalogue_labels
+from DKOARSegmentationLib.structures.site_config import apply_site_config, load_site_config, parse_site_config
 from DKOARSegmentationLib.volume import Volume
 
 SITE_JSON = {
@@ -89,7 +89,7 @@ def test_segment_with_site_config(tmp_path, small_phantom, capsys):
     import pydicom
 
     from DKOARSegmentationLib.cli import main
-    from model_factory import make_model_folder
+    from Testing.model_factory import make_model_folder
 
     out, _ = small_phantom
     model = make_model_folder(tmp_path / "model")
@@ -110,7 +110,7 @@ def test_segment_with_site_config(tmp_path, small_phantom, capsys):
 
 
 def test_choose_structures_keeps_the_catalogue_order_and_refuses_unknown_names(catalogue):
-    from DKOARSegmentationLib.site_config import choose_structures, parse_structure_names
+    from DKOARSegmentationLib.structures.site_config import choose_structures, parse_structure_names
 
     chosen = choose_structures(catalogue, parse_structure_names("Parotid_R; brain_stem, Lens_L,"))
     assert [s.name for s in chosen] == ["Brainstem", "Lens_L", "Parotid_R"]
@@ -142,7 +142,7 @@ def test_segment_with_chosen_structures(tmp_path, small_phantom):
     import pydicom
 
     from DKOARSegmentationLib.cli import main
-    from model_factory import make_model_folder
+    from Testing.model_factory import make_model_folder
 
     out, _ = small_phantom
     model = make_model_folder(tmp_path / "model")

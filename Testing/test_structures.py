@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from DKOARSegmentationLib.ct_loader import load_ct
+from DKOARSegmentationLib.input.ct_loader import load_ct
 from DKOARSegmentationLib.phantom import PATIENT_POSITIONS
-from DKOARSegmentationLib.structures import map_model_labels, to_catalogue_labels
+from DKOARSegmentationLib.structures.model_labels import map_model_labels, to_catalogue_labels
 
 
 def test_names_aliases_merged_and_unmapped(catalogue):

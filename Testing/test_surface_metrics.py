@@ -7,16 +7,21 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy import ndimage
-
-from DKOARSegmentationLib.comparison import compare_masks
-from DKOARSegmentationLib.surface_metrics import (
-    directed_mean_distances, hd95, mean_surface_distance, percentile_hausdorff, surface_corners, surface_dice,
-    surface_distances, surfel_area_table,
-)
-
 import surface_distance as ref  # DeepMind's package, the reference (test extra)
+from scipy import ndimage
 from surface_distance import lookup_tables as ref_tables
+
+from DKOARSegmentationLib.monitoring.comparison import compare_masks
+from DKOARSegmentationLib.monitoring.surface_metrics import (
+    directed_mean_distances,
+    hd95,
+    mean_surface_distance,
+    percentile_hausdorff,
+    surface_corners,
+    surface_dice,
+    surface_distances,
+    surfel_area_table,
+)
 
 # the reference still imports scipy.ndimage.filters/morphology (deprecated, gone in SciPy 2.0)
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -4,11 +4,9 @@ centred on, since the smallest ones are learnt only when they are sampled often 
 import numpy as np
 import pytest
 
-import model_factory  # noqa: F401  puts tools/ on the path
-import train_demo_model
-
-from DKOARSegmentationLib.catalogue import default_catalogue
 from DKOARSegmentationLib.errors import DKOARError
+from DKOARSegmentationLib.structures.catalogue import default_catalogue
+from tools import train_demo_model
 
 
 def test_oversampling_by_name_sets_the_class_odds():

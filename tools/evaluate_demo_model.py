@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from DKOARSegmentationLib.catalogue import default_catalogue
-from DKOARSegmentationLib.metrics import dice_per_structure
-from DKOARSegmentationLib.model_bundle import MANIFEST_NAME
+from DKOARSegmentationLib.model.bundle import MANIFEST_NAME
+from DKOARSegmentationLib.monitoring.overlap import dice_per_structure
 from DKOARSegmentationLib.phantom import PhantomGrid, write_phantom
-from DKOARSegmentationLib.pipeline import segment
+from DKOARSegmentationLib.pipeline.segment import segment
 from DKOARSegmentationLib.resources import demo_model_dir
+from DKOARSegmentationLib.structures.catalogue import default_catalogue
 
 
 def main() -> int:

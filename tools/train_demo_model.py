@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -23,14 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from DKOARSegmentationLib.catalogue import default_catalogue
-from DKOARSegmentationLib.model_bundle import MANIFEST_NAME, init_manifest
-from DKOARSegmentationLib.network import build_network
-from DKOARSegmentationLib.phantom.generate import PhantomGrid, generate_phantom
-from DKOARSegmentationLib.preprocessing import (
-    IntensityProperties, ct_normalise, resample_image, resample_labels_nearest, shape_for_spacing,
+from DKOARSegmentationLib.model.bundle import MANIFEST_NAME
+from DKOARSegmentationLib.model.manifest import init_manifest
+from DKOARSegmentationLib.model.network import build_network
+from DKOARSegmentationLib.model.preprocessing import (
+    IntensityProperties,
+    ct_normalise,
+    resample_image,
+    resample_labels_nearest,
+    shape_for_spacing,
 )
+from DKOARSegmentationLib.phantom.generate import PhantomGrid, generate_phantom
 from DKOARSegmentationLib.resources import demo_model_dir
+from DKOARSegmentationLib.structures.catalogue import default_catalogue
 
 SPACING_ZYX = [2.5, 1.5, 1.5]
 PATCH_ZYX = [48, 96, 96]

@@ -1,4 +1,5 @@
-"""Writing outputs so that a crash never leaves a half-written file behind.
+"""Writing outputs so that a crash never leaves a half-written file behind, into folders checked
+before any work starts.
 
 A file is written under a temporary name in its destination folder and renamed when complete
 (a rename within one file system is atomic); a folder likewise.
@@ -12,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from .errors import DKOARError
 
 
 @contextlib.contextmanager
@@ -45,3 +48,15 @@ def atomic_directory(path: Path | str) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def prepare_output_folder(out_dir: Path) -> None:
+    """Create the output folder, or refuse (DKOARError) when it cannot be made or written to."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DKOARError(f"{out_dir}: exists and is not a folder")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DKOARError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(out_dir, os.W_OK):
+        raise DKOARError(f"{out_dir}: the output folder is not writable")

@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .catalogue import Structure
+from .structures.catalogue import Structure
+
+
+def voxel_volume_ml(spacing_mm) -> float:
+    """The volume of one voxel in millilitres, from its size in mm along three orthogonal axes."""
+    return float(np.prod(np.asarray(spacing_mm, dtype=np.float64))) / 1000.0
 
 
 @dataclass(frozen=True)
@@ -77,10 +82,6 @@ class Volume:
     def origin(self) -> np.ndarray:
         return self.affine[:3, 3].copy()
 
-    @property
-    def voxel_volume_ml(self) -> float:
-        return float(abs(np.linalg.det(self.affine[:3, :3]))) / 1000.0
-
     def index_to_lps(self, ijk: np.ndarray) -> np.ndarray:
         ijk = np.asarray(ijk, dtype=np.float64)
         return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
@@ -99,6 +100,6 @@ class Segmentation:
         return self.labels == structure.label
 
     def volumes_ml(self) -> dict[str, float]:
-        voxel_ml = float(abs(np.linalg.det(np.asarray(self.affine)[:3, :3]))) / 1000.0
+        voxel_ml = voxel_volume_ml(np.linalg.norm(np.asarray(self.affine)[:3, :3], axis=0))
         counts = np.bincount(self.labels.ravel(), minlength=max((s.label for s in self.structures), default=0) + 1)
         return {s.name: round(float(counts[s.label]) * voxel_ml, 3) for s in self.structures}

@@ -11,7 +11,7 @@ Memory: the child's peak resident memory (ru_maxrss) minus its resident memory j
 loading (after the imports), relative to the size of the volume returned. For our loader the
 peak of Python/numpy allocations (tracemalloc) is printed too, from a separate untimed run.
 
-Targets (issue 5): our time at most 1.5x SimpleITK's (both including finding and ordering the
+Targets: our time at most 1.5x SimpleITK's (both including finding and ordering the
 files: GetGDCMSeriesFileNames for SimpleITK), our peak memory at most 2x the volume's size.
 """
 
@@ -48,7 +48,7 @@ def _child(which: str, folder: str) -> dict:
         import pydicom  # noqa: F401
         import pydicom.pixels  # noqa: F401
 
-        from DKOARSegmentationLib.ct_loader import load_ct
+        from DKOARSegmentationLib.input.ct_loader import load_ct
 
         traced = which == "ours-traced"  # tracemalloc slows allocation down: a separate run, not timed
         rss0 = _rss_bytes()
@@ -78,7 +78,7 @@ def _child(which: str, folder: str) -> dict:
 
 
 def _run_child(which: str, folder: Path) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", which, str(folder)], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", __spec__.name, "--child", which, str(folder)], capture_output=True, text=True,
                           check=False)
     if done.returncode != 0:
         raise SystemExit(f"{which} failed:\n{done.stderr}")
@@ -88,7 +88,7 @@ def _run_child(which: str, folder: Path) -> dict:
 def _write_series(folder: Path, slices: int, matrix: int) -> float:
     import numpy as np
 
-    from DKOARSegmentationLib.dicom_ct_writer import write_ct_series
+    from DKOARSegmentationLib.phantom.ct_series_writer import write_ct_series
     from DKOARSegmentationLib.volume import Volume
 
     rng = np.random.default_rng(0)

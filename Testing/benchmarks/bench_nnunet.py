@@ -2,9 +2,9 @@
 """Our predictor against nnU-Net v2's ``nnUNetPredictor`` on the same model and CT: time, peak
 memory and agreement, as ratios, in one run.
 
-    python Testing/benchmarks/bench_nnunet.py                 # CPU, the bundled demo model
-    python Testing/benchmarks/bench_nnunet.py --device cuda   # the same on a GPU
-    python Testing/benchmarks/bench_nnunet.py --model FOLDER --matrix 512 --slice-mm 2.5
+    python -m Testing.benchmarks.bench_nnunet                 # CPU, the bundled demo model
+    python -m Testing.benchmarks.bench_nnunet --device cuda   # the same on a GPU
+    python -m Testing.benchmarks.bench_nnunet --model FOLDER --matrix 512 --slice-mm 2.5
 
 The CT is a phantom (``dkoar phantom``'s generator) written as NIfTI; nnU-Net reads it with its
 SimpleITK reader (tile step 0.5, Gaussian, mirroring as the checkpoint allows, every fold,
@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # Testing/: nnunet_factory
 
 
 def _peak_rss_mb() -> float:
@@ -46,16 +45,18 @@ def _worker(args) -> None:
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     if args.worker == "nnunet":
-        from nnunet_factory import nnunet_predictor, run_nnunet
+        from Testing.nnunet_factory import nnunet_predictor, run_nnunet
 
         predictor = nnunet_predictor(Path(args.model), args.device)
         t0 = time.perf_counter()
         labels = run_nnunet(predictor, Path(args.nifti))
         seconds = time.perf_counter() - t0
     else:
-        from DKOARSegmentationLib.ct_loader import load_ct
-        from DKOARSegmentationLib.model_bundle import load_bundle
-        from DKOARSegmentationLib.predictor import PredictOptions, load_model, predict_labels
+        from DKOARSegmentationLib.input.ct_loader import load_ct
+        from DKOARSegmentationLib.model.bundle import load_bundle
+        from DKOARSegmentationLib.model.loading import load_model
+        from DKOARSegmentationLib.model.predict_options import PredictOptions
+        from DKOARSegmentationLib.model.predictor import predict_labels
         from DKOARSegmentationLib.progress import Progress
 
         model = load_model(load_bundle(args.model), device)
@@ -84,7 +85,7 @@ def _worker(args) -> None:
 
 def _run_worker(kind: str, args, work: Path) -> dict:
     labels, out = work / f"{kind}.npy", work / f"{kind}.json"
-    cmd = [sys.executable, __file__, "--worker", kind, "--device", args.device, "--model", str(args.model),
+    cmd = [sys.executable, "-m", __spec__.name, "--worker", kind, "--device", args.device, "--model", str(args.model),
            "--nifti", str(work / "ct_0000.nii.gz"), "--labels-out", str(labels), "--json-out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -118,10 +119,10 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from DKOARSegmentationLib.model_bundle import load_bundle
+    from DKOARSegmentationLib.model.bundle import load_bundle
     from DKOARSegmentationLib.phantom import PhantomGrid, generate_phantom
     from DKOARSegmentationLib.resources import demo_model_dir
-    from nnunet_factory import agreement, require_nnunetv2, write_ct_nifti
+    from Testing.nnunet_factory import agreement, require_nnunetv2, write_ct_nifti
 
     require_nnunetv2()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
                   + (f", {runs[kind]['windows']} windows" if runs[kind].get("windows") else "")
                   + (f"  stages {runs[kind]['stages']}" if runs[kind]["stages"] else ""))
     ref = runs["nnunet"]
-    from DKOARSegmentationLib.preprocessing import body_bbox
+    from DKOARSegmentationLib.input.body import body_bbox
 
     # where nnU-Net itself labels air: the fast mode, which leaves the air outside the body's box
     # as background, can only agree with nnU-Net where the model does too
@@ -156,8 +157,8 @@ def main(argv=None) -> int:
     air_labelled = int(np.count_nonzero(ref["labels"][~inside]))
     print(f"  nnU-Net's foreground outside the body's box: {air_labelled} voxels "
           f"({100 * air_labelled / max(1, np.count_nonzero(~inside)):.3f} % of them)")
-    from DKOARSegmentationLib.predictor import _window_plan
-    from DKOARSegmentationLib.preprocessing import compute_new_shape
+    from DKOARSegmentationLib.model.preprocessing import compute_new_shape
+    from DKOARSegmentationLib.model.sliding_window import _window_plan
 
     plans = bundle.read_json("plans.json")["configurations"][bundle.configuration]
     new_shape = compute_new_shape(phantom.ct.shape, tuple(reversed(phantom.ct.spacing)), plans["spacing"])

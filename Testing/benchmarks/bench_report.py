@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Monitoring at national scale, and the metrics of one full-size case (issue 6 targets).
+"""Monitoring at national scale, and the metrics of one full-size case.
 
 1. A correction log of 10,000 cases x 32 structures (synthetic, two model versions, 24 months):
    the time to make the HTML report and its aggregates CSV. Target: under 10 s.
@@ -8,7 +8,7 @@
    HD95, MSD, surface Dice, APL and volumes for the 32 structures. Target: under 5 s. Also timed:
    the worst case, every structure changed.
 
-    python Testing/benchmarks/bench_report.py [--cases 10000]
+    python -m Testing.benchmarks.bench_report [--cases 10000]
 """
 
 from __future__ import annotations
@@ -21,16 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Testing/: the log factory
-
-from log_factory import clinician_edits, synthetic_log  # noqa: E402
-
-from DKOARSegmentationLib.catalogue import default_catalogue  # noqa: E402
-from DKOARSegmentationLib.comparison import compare_segmentations  # noqa: E402
-from DKOARSegmentationLib.phantom import PhantomGrid  # noqa: E402
-from DKOARSegmentationLib.phantom.generate import generate_phantom  # noqa: E402
-from DKOARSegmentationLib.report import write_report  # noqa: E402
-from DKOARSegmentationLib.volume import Segmentation  # noqa: E402
+from DKOARSegmentationLib.monitoring.comparison import compare_segmentations
+from DKOARSegmentationLib.monitoring.report import write_report
+from DKOARSegmentationLib.phantom import PhantomGrid
+from DKOARSegmentationLib.phantom.generate import generate_phantom
+from DKOARSegmentationLib.structures.catalogue import default_catalogue
+from DKOARSegmentationLib.volume import Segmentation
+from Testing.log_factory import clinician_edits, synthetic_log
 
 
 def main() -> int:

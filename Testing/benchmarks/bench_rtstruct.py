@@ -4,7 +4,7 @@
 The 32 national structures of a full-size phantom (512 x 512 pixels of 0.977 mm, 1.8 mm slices:
 159 slices). For each writer: the time to build and save the RTSTRUCT, and the round-trip Dice
 of every structure, reading the file back with the even-odd rule at voxel centres (what planning
-systems do). Target (issue 3): at least 3x faster than rt-utils, with an exact round trip.
+systems do). Target: at least 3x faster than rt-utils, with an exact round trip.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from DKOARSegmentationLib.catalogue import default_catalogue
-from DKOARSegmentationLib.ct_loader import load_ct
-from DKOARSegmentationLib.metrics import dice
+from DKOARSegmentationLib.input.ct_loader import load_ct
+from DKOARSegmentationLib.monitoring.overlap import dice
+from DKOARSegmentationLib.output.rtstruct_reader import read_rtstruct_masks
+from DKOARSegmentationLib.output.rtstruct_writer import write_rtstruct
 from DKOARSegmentationLib.phantom import PhantomGrid, write_phantom
-from DKOARSegmentationLib.rtstruct_reader import read_rtstruct_masks
-from DKOARSegmentationLib.rtstruct_writer import write_rtstruct
+from DKOARSegmentationLib.structures.catalogue import default_catalogue
 from DKOARSegmentationLib.volume import Segmentation
 
 

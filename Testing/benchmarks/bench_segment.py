@@ -2,7 +2,7 @@
 """Seconds per stage and peak memory of `dkoar segment` with the demo model on a full-size phantom
 (512 x 512 pixels of 0.977 mm, 2.5 mm slices), on this machine's CPU (or --device cuda).
 
-Targets (issue 2): the whole demo under 60 s and under 4 GB of peak memory on a 2-core CPU.
+Targets: the whole demo under 60 s and under 4 GB of peak memory on a 2-core CPU.
 The run happens in a child process so that its peak resident memory is measured alone.
 """
 

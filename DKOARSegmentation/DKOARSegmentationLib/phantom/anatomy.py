@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .shapes import (
-    ArchBar, Box, EllipticCylinder, Ellipsoid, Jittered, SheetAroundTube, Shape, Tube, rotation,
-)
+from .shapes import ArchBar, Box, Ellipsoid, EllipticCylinder, Jittered, Shape, SheetAroundTube, Tube, rotation
 
 PATIENT_POSITIONS = ("HFS", "FFS", "HFP", "FFP")
 

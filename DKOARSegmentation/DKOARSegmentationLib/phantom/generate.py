@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..catalogue import Catalogue, default_catalogue
 from ..errors import DKOARError
+from ..structures.catalogue import Catalogue, default_catalogue
 from ..volume import Segmentation, Volume
 from .anatomy import AIR, PATIENT_POSITIONS, HeadPose, Layer, build_layers
 
@@ -169,8 +169,8 @@ def write_phantom(out_dir: Path | str, seed: int = 0, position: str = "HFS", gri
                   catalogue: Catalogue | None = None) -> Phantom:
     """Write ``out_dir/ct/`` (a DICOM CT series), ``truth.nii.gz`` and ``truth.seg.nrrd``."""
     from ..atomic import atomic_directory
-    from ..dicom_ct_writer import write_ct_series
-    from ..labelmap_io import write_labelmap_nifti, write_seg_nrrd
+    from ..output.label_maps import write_labelmap_nifti, write_seg_nrrd
+    from .ct_series_writer import write_ct_series
 
     catalogue = catalogue or default_catalogue()
     phantom = generate_phantom(seed, position, grid, catalogue)

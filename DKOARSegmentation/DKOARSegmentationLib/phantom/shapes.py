@@ -21,13 +21,13 @@ class Shape:
         raise NotImplementedError
 
     def __and__(self, other: "Shape") -> "Shape":
-        return Intersection(self, other)
+        return Combination(self, other, "and")
 
     def __sub__(self, other: "Shape") -> "Shape":
-        return Difference(self, other)
+        return Combination(self, other, "minus")
 
     def __or__(self, other: "Shape") -> "Shape":
-        return Union(self, other)
+        return Combination(self, other, "or")
 
 
 def rotation(yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0) -> np.ndarray:
@@ -178,41 +178,28 @@ class SheetAroundTube(Shape):
 
 
 @dataclass
-class Intersection(Shape):
+class Combination(Shape):
+    """Two shapes combined: the points in both ("and"), in either ("or"), or in ``a`` only ("minus")."""
+
     a: Shape
     b: Shape
+    operator: str
 
     def bounds(self):
         (alo, ahi), (blo, bhi) = self.a.bounds(), self.b.bounds()
-        return np.maximum(alo, blo), np.minimum(ahi, bhi)
+        if self.operator == "and":
+            return np.maximum(alo, blo), np.minimum(ahi, bhi)
+        if self.operator == "or":
+            return np.minimum(alo, blo), np.maximum(ahi, bhi)
+        return alo, ahi
 
     def contains(self, x, y, z):
-        return self.a.contains(x, y, z) & self.b.contains(x, y, z)
-
-
-@dataclass
-class Difference(Shape):
-    a: Shape
-    b: Shape
-
-    def bounds(self):
-        return self.a.bounds()
-
-    def contains(self, x, y, z):
-        return self.a.contains(x, y, z) & ~self.b.contains(x, y, z)
-
-
-@dataclass
-class Union(Shape):
-    a: Shape
-    b: Shape
-
-    def bounds(self):
-        (alo, ahi), (blo, bhi) = self.a.bounds(), self.b.bounds()
-        return np.minimum(alo, blo), np.maximum(ahi, bhi)
-
-    def contains(self, x, y, z):
-        return self.a.contains(x, y, z) | self.b.contains(x, y, z)
+        inside_a, inside_b = self.a.contains(x, y, z), self.b.contains(x, y, z)
+        if self.operator == "and":
+            return inside_a & inside_b
+        if self.operator == "or":
+            return inside_a | inside_b
+        return inside_a & ~inside_b
 
 
 @dataclass

@@ -10,9 +10,9 @@ Small phantoms (96 x 96 pixels of 2.6 mm, 4 mm slices) keep the suite light.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -24,13 +24,12 @@ slicer = pytest.importorskip("slicer", reason="slicer-core (Slicer's Qt-free lib
 vtk = pytest.importorskip("vtk")
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "DKOARSegmentation"))  # where Slicer finds the module's packages
 
-from DKOARSegmentationLib.catalogue import default_catalogue  # noqa: E402
-from DKOARSegmentationLib.correction_timing import correction_times  # noqa: E402
+from DKOARSegmentationLib.errors import DKOARError  # noqa: E402
+from DKOARSegmentationLib.monitoring.correction_timing import correction_times  # noqa: E402
+from DKOARSegmentationLib.output.rtstruct_writer import RTStructOptions  # noqa: E402
 from DKOARSegmentationLib.phantom import PhantomGrid, generate_phantom  # noqa: E402
-from DKOARSegmentationLib.rtstruct_writer import RTStructOptions  # noqa: E402
-
+from DKOARSegmentationLib.structures.catalogue import default_catalogue  # noqa: E402
 from DKOARSegmentationMRML.correction_session import CorrectionSession  # noqa: E402
 from DKOARSegmentationMRML.edit_observer import EditObserver  # noqa: E402
 from DKOARSegmentationMRML.geometry import add_ct_volume_node, ras_from_lps_affine, volume_node_affine_lps  # noqa: E402
@@ -270,7 +269,7 @@ def test_segments_read_back_as_the_same_label_map(loaded):
 
 
 def test_the_pipeline_seg_nrrd_loads_alike(core, tiny_phantom, tmp_path):
-    from DKOARSegmentationLib.labelmap_io import write_seg_nrrd
+    from DKOARSegmentationLib.output.label_maps import write_seg_nrrd
 
     path = tmp_path / "segmentation.seg.nrrd"
     write_seg_nrrd(tiny_phantom.truth, path)
@@ -467,7 +466,7 @@ def test_a_deleted_segment_is_a_change(loaded):
 
 
 def test_events_and_the_case_go_to_the_correction_log(loaded, tmp_path):
-    correction_log = pytest.importorskip("DKOARSegmentationLib.correction_log")
+    correction_log = pytest.importorskip("DKOARSegmentationLib.monitoring.correction_log")
     from DKOARSegmentationMRML.correction_log_sink import CorrectionLogSink, events_from_log
 
     phantom, ct_node, seg_node, _ = loaded
@@ -521,7 +520,7 @@ def _rois(path):
 def _cli_export_and_nodes(phantom_factory, command: str, cli_path: Path):
     """A small phantom exported by ``dkoar COMMAND`` from its truth.seg.nrrd, and the same phantom
     on real nodes: (folder, phantom, ct, CT volume node, segmentation node)."""
-    from DKOARSegmentationLib.ct_loader import load_ct
+    from DKOARSegmentationLib.input.ct_loader import load_ct
 
     folder, phantom = phantom_factory(6, "HFS", TINY_GRID)
     done = subprocess.run([sys.executable, "-m", "DKOARSegmentationLib.cli", command, "--ct", str(folder / "ct"),
@@ -577,9 +576,8 @@ def _seg_segments(path):
 
 
 def test_dicom_seg_and_seg_nrrd_from_the_node_equal_the_command_line(core, phantom_factory, tmp_path):
-    from DKOARSegmentationLib.dicom_seg import read_dicom_seg, read_source_datasets
-    from DKOARSegmentationLib.labelmap_io import read_labelmap
-
+    from DKOARSegmentationLib.output.dicom_seg import read_dicom_seg, read_source_datasets
+    from DKOARSegmentationLib.output.label_maps import read_labelmap
     from DKOARSegmentationMRML.export import export_dicom_seg, export_seg_nrrd
 
     cli_path = tmp_path / "cli_seg.dcm"
@@ -614,58 +612,74 @@ def test_dicom_seg_and_seg_nrrd_from_the_node_equal_the_command_line(core, phant
 
 
 # ---------------------------------------------------------------------------------------------
-# the module's logic class (DKOARSegmentation.py) on the same real scene; only the Python modules
-# of Slicer that need Qt (ScriptedLoadableModule, parameterNodeWrapper, i18n) are stubbed
+# the logic every front end calls (DKOARSegmentationMRML.logic), on the same real scene
 
 
-def _import_module_file(monkeypatch):
-    import importlib.util
+def _dicom_ct_node(phantom_factory, seed=6, grid=TINY_GRID):
+    """A phantom CT loaded from its DICOM files, as the DICOM module would: (folder, phantom, CT,
+    CT node, the DICOM lookup)."""
+    from DKOARSegmentationLib.input.ct_loader import load_ct
+    from DKOARSegmentationMRML.dicom_source import DicomFolderIndex, mark_as_dicom
 
-    def stub(name, **attributes):
-        module = types.ModuleType(name)
-        module.__dict__.update(attributes)
-        monkeypatch.setitem(sys.modules, name, module)
-
-    class _Base:
-        def __init__(self, *args, **kwargs):
-            pass
-
-    stub("slicer.ScriptedLoadableModule", ScriptedLoadableModule=_Base, ScriptedLoadableModuleLogic=_Base,
-         ScriptedLoadableModuleTest=_Base, ScriptedLoadableModuleWidget=_Base)
-    stub("slicer.parameterNodeWrapper", Choice=lambda *a, **k: None, GuiConnector=_Base,
-         parameterNodeGuiConnector=lambda cls: cls, parameterNodeWrapper=lambda cls: cls,
-         unannotatedType=lambda t: t)
-    stub("slicer.i18n", tr=lambda text: text)
-    spec = importlib.util.spec_from_file_location("DKOARSegmentationModuleFile",
-                                                  REPO / "DKOARSegmentation" / "DKOARSegmentation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class FakeDicomDatabase:
-    """What the logic asks of slicer.dicomDatabase: the file of a SOP instance."""
-
-    def __init__(self, folder: Path):
-        self.files = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID): str(p)
-                      for p in sorted(folder.iterdir()) if p.is_file()}
-
-    def fileForInstance(self, uid):
-        return self.files.get(uid, "")
-
-
-def test_the_module_logic_corrects_logs_and_exports(core, phantom_factory, tmp_path, monkeypatch):
-    from DKOARSegmentationLib.correction_log import open_log
-    from DKOARSegmentationLib.ct_loader import load_ct
-
-    module = _import_module_file(monkeypatch)
-    folder, phantom = phantom_factory(6, "HFS", TINY_GRID)
+    folder, phantom = phantom_factory(seed, "HFS", grid)
     ct = load_ct(folder / "ct")
-    ct_node = add_ct_volume_node(ct, "CT from DICOM")
-    ct_node.SetAttribute("DICOM.instanceUIDs", " ".join(s.sop_instance_uid for s in ct.dicom.slices))
-    monkeypatch.setattr(slicer, "dicomDatabase", FakeDicomDatabase(folder / "ct"), raising=False)
+    node = add_ct_volume_node(ct, "CT from DICOM")
+    mark_as_dicom(node, ct)
+    return folder, phantom, ct, node, DicomFolderIndex(folder / "ct")
 
-    logic = module.DKOARSegmentationLogic()
+
+def test_the_logic_runs_a_whole_case(core, phantom_factory, tmp_path):
+    """Segment the phantom in this process, correct one structure, Finish, export the RTSTRUCT and
+    read it back: exactly the corrected structure differs from the AI result, and is SEMIAUTOMATIC."""
+    from DKOARSegmentationLib.monitoring.correction_log import open_log
+    from DKOARSegmentationLib.output.rtstruct_reader import read_rtstruct_masks
+    from DKOARSegmentationMRML.logic import SegmentationLogic
+
+    folder, phantom, ct, ct_node, database = _dicom_ct_node(phantom_factory, seed=8)
+    logic = SegmentationLogic(dicomDatabase=database, temporaryFolder=str(tmp_path))
+    progress = []
+    seg_node, record = logic.segmentVolume(ct_node, str(tmp_path / "out"), "", "cpu",
+                                           onProgress=lambda *a: progress.append(a))
+    assert {"loading CT", "inference", "writing"} <= {stage for stage, _, _ in progress}
+    assert Path(record["outputs"]["rtstruct"]).is_file() and record["device"] == "cpu"
+    assert seg_node.GetAttribute("DKOAR.modelName") == record["model"]["name"] != ""
+    assert len(segment_ids(seg_node)) == 34 and not logic.processRunning
+    ai = segmentation_to_core(seg_node, ct_node)
+    parotid = default_catalogue().by_name("Parotid_L")
+    assert np.count_nonzero(ai.labels == parotid.label) > 0, "the demo model found no Parotid_L"
+
+    log_path = tmp_path / "corrections.sqlite"
+    logic.startCorrecting(seg_node, ct_node, editorNode=logic.getSegmentEditorNode(), logPath=str(log_path),
+                          siteKeyPath=str(tmp_path / "site.key"))
+    # grown into the background only: where structures overlap, the smaller keeps the voxels
+    grown = _grow(slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_L", ct_node) > 0, 2) & np.isin(
+        ai.labels, (0, parotid.label))
+    slicer.util.updateSegmentBinaryLabelmapFromArray(grown.astype(np.uint8), seg_node, "Parotid_L", ct_node)
+    assert logic.finishCorrecting().changed == {"Parotid_L"}
+    with open_log(log_path) as log:
+        case = log.cases()[-1]
+        assert case["model_name"] == record["model"]["name"] and case["finished_at"]
+        assert log.structure_results(case["case_id"])["Parotid_L"]["unchanged"] == 0
+
+    path = logic.exportToNewFolder("RTSTRUCT", seg_node, ct_node, str(tmp_path / "exports"))
+    assert path.parent.parent == tmp_path / "exports" and path.name == "rtstruct.dcm"
+    ds = pydicom.dcmread(path)
+    assert {r.ROIName for r in ds.StructureSetROISequence if r.ROIGenerationAlgorithm == "SEMIAUTOMATIC"} == {
+        "Parotid_L"}
+    back = read_rtstruct_masks(path, ct)
+    for s in ai.structures:
+        expected = grown if s.name == "Parotid_L" else ai.labels == s.label
+        assert np.array_equal(back[s.name], expected), s.name
+    assert not np.array_equal(grown, ai.labels == parotid.label)
+
+
+def test_the_logic_logs_pseudonyms_and_exports_every_kind(core, phantom_factory, tmp_path):
+    from DKOARSegmentationLib.monitoring.correction_log import open_log
+    from DKOARSegmentationLib.output.label_maps import read_labelmap
+    from DKOARSegmentationMRML.logic import SegmentationLogic
+
+    folder, phantom, ct, ct_node, database = _dicom_ct_node(phantom_factory)
+    logic = SegmentationLogic(dicomDatabase=database)
     seg_node = logic.loadResult(folder / "truth.seg.nrrd", ct_node)
     assert len(segment_ids(seg_node)) == 34 and seg_node.GetName() == "CT from DICOM OARs"
     editor_node = logic.getSegmentEditorNode()
@@ -675,12 +689,13 @@ def test_the_module_logic_corrects_logs_and_exports(core, phantom_factory, tmp_p
     log_path, key_path = tmp_path / "corrections.sqlite", tmp_path / "site.key"
     logic.startCorrecting(seg_node, ct_node, editorNode=editor_node, logPath=str(log_path), site="Aarhus",
                           siteKeyPath=str(key_path), listener=seen.append)
+    with pytest.raises(DKOARError, match="already started"):
+        logic.startCorrecting(seg_node, ct_node)
     editor_node.SetSelectedSegmentID("Parotid_L")
     mask = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_L", ct_node)
     slicer.util.updateSegmentBinaryLabelmapFromArray(_grow(mask).astype(np.uint8), seg_node, "Parotid_L", ct_node)
     assert [e.kind for e in seen] == ["start", "select", "edit"]
-    result = logic.finishCorrecting()
-    assert result.changed == {"Parotid_L"}
+    assert logic.finishCorrecting().changed == {"Parotid_L"}
 
     with open_log(log_path) as log:
         case = log.cases()[-1]
@@ -698,87 +713,114 @@ def test_the_module_logic_corrects_logs_and_exports(core, phantom_factory, tmp_p
     assert {r.ROIName for r in ds.StructureSetROISequence if r.ROIGenerationAlgorithm == "SEMIAUTOMATIC"} == {
         "Parotid_L"}
     assert ds.StudyInstanceUID == ct.dicom.study_instance_uid
-    seg_path = logic.exportDicomSeg(seg_node, ct_node, str(tmp_path / "corrected_seg.dcm"))
-    seg = pydicom.dcmread(seg_path)
+    seg = pydicom.dcmread(logic.exportDicomSeg(seg_node, ct_node, str(tmp_path / "corrected_seg.dcm")))
     assert seg.StudyInstanceUID == ct.dicom.study_instance_uid
     assert {item.SegmentLabel for item in seg.SegmentSequence if item.SegmentAlgorithmType == "SEMIAUTOMATIC"} == {
         "Parotid_L"}
-    from DKOARSegmentationLib.labelmap_io import read_labelmap
-
     nrrd = read_labelmap(logic.exportSegNrrd(seg_node, ct_node, str(tmp_path / "corrected.seg.nrrd")))
     corrected = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Parotid_L", ct_node).astype(bool)
     assert np.array_equal(nrrd.labels == default_catalogue().by_name("Parotid_L").label, corrected)
 
 
-def test_the_module_logic_runs_the_pipeline_in_a_background_process(core, phantom_factory, tmp_path, monkeypatch):
-    """The process glue with a stand-in for slicer.util.launchConsoleProcess(blocking=False) (its
-    thread and QTimer need Qt): what is launched, JSON lines read, the result loaded, cancel."""
-    import json as json_module
+def test_a_volume_not_from_dicom_is_refused_for_dicom_exports(core, tiny_phantom, tmp_path):
+    from DKOARSegmentationMRML.logic import SegmentationLogic
 
+    ct_node = add_ct_volume_node(tiny_phantom.ct, "CT from an array")
+    seg_node = load_segmentation(tiny_phantom.truth, ct_node)
+    logic = SegmentationLogic()
+    exports = tmp_path / "exports"
+    for kind in ("RTSTRUCT", "DICOM SEG"):
+        with pytest.raises(DKOARError, match="references the DICOM CT it was drawn on"):
+            logic.exportToNewFolder(kind, seg_node, ct_node, str(exports))
+    assert list(exports.iterdir()) == [], "a refused export left a folder behind"
+    assert logic.exportToNewFolder(".seg.nrrd", seg_node, ct_node, str(exports)).is_file()
+
+
+def test_the_logic_runs_the_pipeline_in_a_child_process(core, phantom_factory, tmp_path):
+    """The panel's way: a real child process (json_run) through a launcher with
+    launchConsoleProcess's signature, its JSON lines read, the result loaded; then Cancel."""
     psutil = pytest.importorskip("psutil")
-    from DKOARSegmentationLib.ct_loader import load_ct
+    from DKOARSegmentationLib.pipeline.background import launch_child
+    from DKOARSegmentationMRML.logic import SegmentationLogic
 
-    module = _import_module_file(monkeypatch)
-    folder, _ = phantom_factory(6, "HFS", TINY_GRID)
-    ct = load_ct(folder / "ct")
-    ct_node = add_ct_volume_node(ct, "CT")
-    launched = {}
+    _, _, _, ct_node, database = _dicom_ct_node(phantom_factory)
+    launched = []
 
-    def fake_launch(args, useStartupEnvironment=True, updateEnvironment=None, cwd=None, blocking=True,
-                    logCallback=None, completedCallback=None):
-        launched.update(args=args, env=updateEnvironment, blocking=blocking, log=logCallback, done=completedCallback)
-        launched["process"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-        return launched["process"]
+    def launcher(args, **kwargs):
+        launched.append(args)
+        return launch_child(args, **kwargs)
 
-    monkeypatch.setattr(slicer.util, "launchConsoleProcess", fake_launch, raising=False)
-    logic = module.DKOARSegmentationLogic()
-    assert logic.canRunInBackground()
+    logic = SegmentationLogic(dicomDatabase=database, launcher=launcher, python=sys.executable,
+                              temporaryFolder=str(tmp_path))
     progress, completed = [], []
-    logic.startSegmentationProcess(ct_node, str(tmp_path / "out"), "", "cpu",
-                                   onProgress=lambda *a: progress.append(a), onCompleted=lambda *a: completed.append(a))
-    args = launched["args"]
-    assert args[1:3] == ["-m", "DKOARSegmentationLib.json_run"] and launched["blocking"] is False
-    assert Path(args[3]).name == "ct.nrrd" and Path(args[3]).is_file()  # not from DICOM: a temporary NRRD
-    assert args[args.index("--device") + 1] == "cpu" and "--model" not in args
-    assert str(REPO / "DKOARSegmentation") in launched["env"]["PYTHONPATH"].split(os.pathsep)
+    process = logic.startSegmentationProcess(ct_node, str(tmp_path / "out"), "", "cpu",
+                                             onProgress=lambda *a: progress.append(a),
+                                             onCompleted=lambda *a: completed.append(a), structures="Brainstem,Lens_L")
+    args = launched[-1]
+    assert args[1:3] == ["-m", "DKOARSegmentationLib.pipeline.json_run"]
+    assert args[args.index("--structures") + 1] == "Brainstem,Lens_L" and "--model" not in args
     assert logic.processRunning
+    with pytest.raises(DKOARError, match="already running"):
+        logic.startSegmentationProcess(ct_node, str(tmp_path / "out"))
+    assert process.wait(timeout_s=300) == 0
+    node, record, error = completed[0]
+    assert error is None, error
+    assert [segment for segment in segment_ids(node)] == ["Brainstem", "Lens_L"]
+    assert node.GetAttribute("DKOAR.modelVersion") == record["model"]["version"] != ""
+    assert progress and progress[-1][1] == 1.0 and not logic.processRunning
+    assert not Path(args[3]).exists(), "the input copy was left behind"
 
-    launched["log"]('{"stage": "predict", "progress": 0.25, "message": "patch 1 of 4"}')
-    launched["log"]("a library printing something")
-    result = {"outputs": {"seg_nrrd": str(folder / "truth.seg.nrrd")}, "warnings": ["no RTSTRUCT"],
-              "seconds": {}, "device": "cpu", "model": {"name": "demo", "version": "1", "sha256": "ab"}}
-    launched["log"](json_module.dumps({"result": result}))
-    launched["process"].kill()
-    launched["done"](0)
-    assert progress == [("predict", 0.25, "patch 1 of 4")]
-    node, got, error = completed[0]
-    assert error is None and got == result and len(segment_ids(node)) == 34
-    assert node.GetAttribute("DKOAR.modelName") == "demo"
-    assert not logic.processRunning and not Path(args[3]).exists()
-
-    # Cancel ends the process tree; the completion says so
-    logic.startSegmentationProcess(ct_node, str(tmp_path / "out2"), str(tmp_path / "model"), "auto",
-                                   onCompleted=lambda *a: completed.append(a))
-    assert launched["args"][launched["args"].index("--model") + 1] == str(tmp_path / "model")
-    pid = launched["process"].pid
-    logic.cancelSegmentationProcess()
-    launched["process"].wait(timeout=10)  # psutil reaped it: the exit code reads 0, hence the cancelled flag
-    assert not psutil.pid_exists(pid)
-    launched["done"](launched["process"].returncode)
+    # Cancel: the child's process tree ends, the completion says so, the input copy is removed
+    started = []
+    process = logic.startSegmentationProcess(ct_node, str(tmp_path / "out2"), "", "cpu",
+                                             onProgress=lambda *a: started.append(a),
+                                             onCompleted=lambda *a: completed.append(a))
+    while not started and process.poll():  # the child is at work
+        time.sleep(0.05)
+    logic.cancelSegmentation()
+    assert process.wait(timeout_s=30) is not None
+    assert not psutil.pid_exists(process.pid) or psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE
     assert completed[-1][0] is None and "cancelled" in completed[-1][2]
+    assert not Path(launched[-1][3]).exists() and not logic.processRunning
 
-    # the panel's structure choice goes to the process; an unknown name is refused before it starts
-    from DKOARSegmentationLib.errors import DKOARError
 
+def test_a_refused_run_starts_nothing(core, phantom_factory, tmp_path):
+    from DKOARSegmentationMRML.logic import SegmentationLogic
+
+    _, _, _, ct_node, database = _dicom_ct_node(phantom_factory)
+    launched = []
+    work = tmp_path / "work"
+    work.mkdir()
+    logic = SegmentationLogic(dicomDatabase=database, launcher=lambda *a, **k: launched.append(a),
+                              temporaryFolder=str(work))
+    with pytest.raises(DKOARError, match="'Parotis' is not a structure"):
+        logic.startSegmentationProcess(ct_node, str(work / "out"), structures="Parotis")
+    with pytest.raises(DKOARError, match="select a planning CT"):
+        logic.segmentVolume(None, str(work / "out"))
+    (work / "file").write_text("x")
+    with pytest.raises(DKOARError, match="cannot create the output folder"):
+        logic.startSegmentationProcess(ct_node, str(work / "file" / "out"))
+    assert launched == [] and not logic.processRunning
+    assert sorted(p.name for p in work.iterdir()) == ["file"], "a refused run left files behind"
     assert len(logic.defaultStructures().split(",")) == 32
     assert logic.structureGroups()["Eyes and ears"][:2] == ["Cochlea_L", "Cochlea_R"]
-    with pytest.raises(DKOARError, match="'Parotis' is not a structure"):
-        logic.startSegmentationProcess(ct_node, str(tmp_path / "out3"), "", "cpu", structures="Parotis")
-    assert not logic.processRunning
-    logic.startSegmentationProcess(ct_node, str(tmp_path / "out3"), "", "cpu", structures="Brainstem,Lens_L",
-                                   onCompleted=lambda *a: completed.append(a))
-    assert launched["args"][launched["args"].index("--structures") + 1] == "Brainstem,Lens_L"
-    logic.cancelSegmentationProcess()
-    launched["process"].wait(timeout=10)
-    launched["done"](launched["process"].returncode)
-    assert "DEMONSTRATION" in logic.modelCard("").upper() or "not for clinical use" in logic.modelCard("")
+    assert "not for clinical use" in logic.modelCard("").lower() and logic.isDemoModel(" ")
+
+
+def test_the_mrml_logic_imports_with_only_the_packages_slicer_ships():
+    """The panel makes the logic before it can install the core's extra packages: importing the
+    MRML package must need only what Slicer 5.12 bundles (numpy, scipy, SimpleITK, pydicom, ...)."""
+    code = """
+import importlib.abc, sys
+ABSENT = {"torch", "skimage", "slicerio", "nrrd", "matplotlib", "pylibjpeg", "psutil", "monai",
+          "dynamic_network_architectures", "nnunetv2"}
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ABSENT:
+            raise ImportError(f"{name} is not installed")
+sys.meta_path.insert(0, Absent())
+import DKOARSegmentationMRML.logic, DKOARSegmentationMRML.dicom_source, DKOARSegmentationMRML.segmentation_run
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -1,6 +1,6 @@
-"""The correction session's events and results into the core's SQLite correction log (issue 6).
+"""The correction session's events and results into the core's SQLite correction log.
 
-``CorrectionLogSink`` adapts ``DKOARSegmentationLib.correction_log.CorrectionLog`` to what the
+``CorrectionLogSink`` adapts ``DKOARSegmentationLib.monitoring.correction_log.CorrectionLog`` to what the
 session calls: ``record_event(EditorEvent)`` for every event as it happens (one row per structure;
 a stroke that changed several structures writes one row for each, with the whole list in
 ``detail``, so that the stream can be replayed into ``correction_times``), and ``record_case``
@@ -10,12 +10,12 @@ of ``comparison.py`` when ``metrics`` is on).
 
 from __future__ import annotations
 
-from DKOARSegmentationLib.correction_timing import EditorEvent
+from DKOARSegmentationLib.monitoring.correction_timing import EditorEvent
 
 
 class CorrectionLogSink:
     def __init__(self, log, case_id: int, metrics: bool = True, final_contours_sha256: str | None = None):
-        self.log = log  # a DKOARSegmentationLib.correction_log.CorrectionLog
+        self.log = log  # a DKOARSegmentationLib.monitoring.correction_log.CorrectionLog
         self.case_id = int(case_id)
         self.metrics = metrics
         self.final_contours_sha256 = final_contours_sha256
@@ -27,11 +27,11 @@ class CorrectionLogSink:
 
     def record_case(self, result) -> None:
         """Close the case with a CorrectionResult (correction_session)."""
-        from DKOARSegmentationLib.correction_log import StructureResult
+        from DKOARSegmentationLib.monitoring.correction_log import StructureResult
 
         comparisons = {}
         if self.metrics:
-            from DKOARSegmentationLib.comparison import compare_segmentations
+            from DKOARSegmentationLib.monitoring.comparison import compare_segmentations
 
             comparisons = compare_segmentations(result.baseline, result.final)
         rows = {}

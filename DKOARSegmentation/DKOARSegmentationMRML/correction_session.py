@@ -7,7 +7,7 @@ written SEMIAUTOMATIC), with the per-structure times of the core's correction_ti
 
 The sink receives every event as it happens (``record_event(event)``). If it also has
 ``record_case(result)`` the finished case is handed to it. ``correction_log_sink.CorrectionLogSink``
-is that sink for the core's SQLite correction log (``DKOARSegmentationLib.correction_log``);
+is that sink for the core's SQLite correction log (``DKOARSegmentationLib.monitoring.correction_log``);
 any object with these two methods will do (tests use a list).
 
 The baseline is a label map: it is what the AI gave (structures do not overlap in it), and one
@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from DKOARSegmentationLib.catalogue import Catalogue, default_catalogue
-from DKOARSegmentationLib.correction_timing import EditorEvent, SessionTiming, correction_times
 from DKOARSegmentationLib.errors import DKOARError
+from DKOARSegmentationLib.monitoring.correction_timing import EditorEvent, SessionTiming, correction_times
+from DKOARSegmentationLib.structures.catalogue import Catalogue, default_catalogue
 from DKOARSegmentationLib.volume import Segmentation
 
 from .edit_observer import EditObserver, EventSink

@@ -30,12 +30,11 @@ import zlib
 from typing import Callable, Protocol
 
 import numpy as np
+import slicer
 import vtk
 
-import slicer
-
-from DKOARSegmentationLib.catalogue import Catalogue, default_catalogue
-from DKOARSegmentationLib.correction_timing import EditorEvent
+from DKOARSegmentationLib.monitoring.correction_timing import EditorEvent
+from DKOARSegmentationLib.structures.catalogue import Catalogue, default_catalogue
 
 from .result_loading import BINARY_LABELMAP, segment_ids
 
@@ -43,7 +42,7 @@ EMPTY = ("empty",)
 
 
 class EventSink(Protocol):
-    """Receives each editor event as it happens (the correction log of issue 6 satisfies this)."""
+    """Receives each editor event as it happens (the correction log's sink is one)."""
 
     def record_event(self, event: EditorEvent) -> None: ...
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from DKOARSegmentationLib.catalogue import Catalogue, default_catalogue
-from DKOARSegmentationLib.dicom_seg import write_dicom_seg
 from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.labelmap_io import write_seg_nrrd
-from DKOARSegmentationLib.rtstruct_writer import RTStructOptions, write_rtstruct
+from DKOARSegmentationLib.output.dicom_seg import write_dicom_seg
+from DKOARSegmentationLib.output.label_maps import write_seg_nrrd
+from DKOARSegmentationLib.output.rtstruct_writer import RTStructOptions, write_rtstruct
+from DKOARSegmentationLib.structures.catalogue import Catalogue, default_catalogue
 from DKOARSegmentationLib.volume import Segmentation, Volume
 
 from .geometry import same_grid

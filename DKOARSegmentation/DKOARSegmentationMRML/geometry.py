@@ -9,9 +9,8 @@ RAS = diag(-1, -1, 1) LPS.
 from __future__ import annotations
 
 import numpy as np
-import vtk
-
 import slicer
+import vtk
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 import slicer
 
-from DKOARSegmentationLib.catalogue import Catalogue, default_catalogue
+from DKOARSegmentationLib.structures.catalogue import Catalogue, default_catalogue
 from DKOARSegmentationLib.volume import Segmentation
 
 from .geometry import volume_node_affine_lps

@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 import slicer
 
-from DKOARSegmentationLib.catalogue import Catalogue, default_catalogue
 from DKOARSegmentationLib.errors import DKOARError
+from DKOARSegmentationLib.structures.catalogue import Catalogue, default_catalogue
 from DKOARSegmentationLib.volume import Segmentation
 
 from .geometry import ras_from_lps_affine, same_grid
@@ -89,7 +88,7 @@ def load_seg_nrrd(path: Path | str, reference_volume_node, name: str | None = No
                   catalogue: Catalogue | None = None):
     """The pipeline's ``.seg.nrrd`` (segment()'s output) as a segmentation node, read by the core so
     that names, colours and codes come from the catalogue whatever the file says."""
-    from DKOARSegmentationLib.labelmap_io import read_labelmap
+    from DKOARSegmentationLib.output.label_maps import read_labelmap
 
     catalogue = catalogue or default_catalogue()
     segmentation = read_labelmap(path, catalogue)

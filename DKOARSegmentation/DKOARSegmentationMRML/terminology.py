@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import slicer
 
-from DKOARSegmentationLib.catalogue import Code, Structure
-from DKOARSegmentationLib.labelmap_io import terminology as core_terminology
+from DKOARSegmentationLib.output.label_maps import terminology as core_terminology
+from DKOARSegmentationLib.structures.catalogue import Code, Structure
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ import py_compile
 import re
 import struct
 import sys
-import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 MODULE_DIR = REPO / "DKOARSegmentation"
@@ -166,22 +166,46 @@ def slicer_api(api_text: str) -> dict[tuple[str, str], set[str] | None]:
 
 
 def slicer_api_uses(py_source: str) -> list[tuple[str, str, list[str], int]]:
-    """(module, name, keyword names, line) for each use of slicer.util.X / slicer.packaging.X."""
+    """(module, name, keyword names, line) for each use of slicer.util.X / slicer.packaging.X, also
+    through ``from slicer import packaging`` (then ``packaging.X``)."""
     uses = []
     tree = ast.parse(py_source)
     called = {}
+    aliases = {}  # local name -> "util" / "packaging"
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             called[id(node.func)] = [k.arg for k in node.keywords if k.arg]
+        elif isinstance(node, ast.ImportFrom) and node.module == "slicer":
+            aliases.update({a.asname or a.name: a.name for a in node.names if a.name in ("util", "packaging")})
     for node in ast.walk(tree):
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
                 and isinstance(node.value.value, ast.Name) and node.value.value.id == "slicer"
                 and node.value.attr in ("util", "packaging")):
             uses.append((node.value.attr, node.attr, called.get(id(node), []), node.lineno))
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            uses.append((aliases[node.value.id], node.attr, called.get(id(node), []), node.lineno))
         elif isinstance(node, ast.ImportFrom) and node.module in ("slicer.util", "slicer.packaging"):
             for alias in node.names:
                 uses.append((node.module.split(".")[1], alias.name, [], node.lineno))
     return uses
+
+
+def slicer_made_local(py_source: str) -> list[str]:
+    """Functions that ``import slicer.x`` (or ``import slicer``) and use the name ``slicer``: the
+    import makes ``slicer`` a local name of the whole function, so a use before it, or after it
+    failed (an ImportError caught on an older Slicer), raises UnboundLocalError."""
+    problems = []
+    for function in ast.walk(ast.parse(py_source)):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        imports = [n for n in ast.walk(function) if isinstance(n, ast.Import)
+                   and any(a.asname is None and a.name.split(".")[0] == "slicer" for a in n.names)]
+        uses = [n for n in ast.walk(function) if isinstance(n, ast.Name) and n.id == "slicer"]
+        if imports and uses:
+            problems.append(f"line {imports[0].lineno}: {function.name} imports {imports[0].names[0].name}, which "
+                            f"makes 'slicer' local to the function (used at line {uses[0].lineno}); write "
+                            "'from slicer import x' instead")
+    return problems
 
 
 def api_problems(py_source: str, api_text: str) -> list[str]:
@@ -444,17 +468,48 @@ def test_the_module_asks_for_the_core_dependencies_of_pyproject():
     assert asked == wanted, "DEPENDENCIES in DKOARSegmentation.py differs from pyproject.toml (torch aside)"
 
 
-def test_the_module_installs_without_dependencies_what_the_makefile_does():
-    makefile = REPO / "Makefile"
-    if not makefile.is_file():
-        pytest.skip("no Makefile")
-    no_deps = set()
-    for line in makefile.read_text(encoding="utf-8").splitlines():
-        if "pip install" in line and "--no-deps" in line and not line.lstrip().startswith("#"):
-            no_deps |= set(_requirement_names(w for w in line.split() if not w.startswith("-") and "$" not in w
-                                              and w not in ("pip", "install", "-m")))
-    asked = set(_requirement_names(_module_list(MAIN.read_text(encoding="utf-8"), "NO_DEPS_DEPENDENCIES")))
-    assert asked == no_deps, f"NO_DEPS_DEPENDENCIES {sorted(asked)} != the Makefile's --no-deps packages {sorted(no_deps)}"
+def test_what_the_module_asks_for_is_what_the_tests_run():
+    """Every package the panel installs in Slicer, in a version range that the pinned, tested
+    version satisfies; the --no-deps ones are pinned too and left out of pyproject.toml's
+    requirements (their own would pull a CUDA torch)."""
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in (REPO / "requirements" / "dev-lock.txt").read_text(encoding="utf-8").splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version.strip()
+    source = MAIN.read_text(encoding="utf-8")
+    no_deps = _module_list(source, "NO_DEPS_DEPENDENCIES")
+    for text in _module_list(source, "DEPENDENCIES") + no_deps:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in requirements/dev-lock.txt"
+        assert requirement.specifier.contains(pins[name]), f"the tested {name} {pins[name]} is outside {text}"
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = set(_requirement_names(pyproject["project"]["dependencies"]))
+    assert not declared & set(_requirement_names(no_deps))
+
+
+def test_no_function_makes_slicer_a_local_name():
+    problems = [f"{path.relative_to(REPO)}: {problem}" for path in [MAIN, *_mrml_files()]
+                for problem in slicer_made_local(path.read_text(encoding="utf-8"))]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_background_launcher_takes_slicers_launch_arguments():
+    """The MRML logic calls its launcher as slicer.util.launchConsoleProcess (Slicer 5.12); the
+    core's launch_child, used where Slicer's is absent, takes the same arguments."""
+    import inspect
+
+    from DKOARSegmentationLib.pipeline.background import launch_child
+
+    used = {"updateEnvironment", "blocking", "logCallback", "completedCallback"}
+    assert used <= set(inspect.signature(launch_child).parameters)
+    if not SLICER_API.is_file():
+        pytest.skip(f"{SLICER_API} is absent")
+    params = slicer_api(SLICER_API.read_text(encoding="utf-8"))[("util", "launchConsoleProcess")]
+    assert used <= params, f"slicer.util.launchConsoleProcess takes {sorted(params)}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -498,6 +553,16 @@ def test_check_catches_unknown_slicer_calls():
           "from slicer.util import NoSuchThing\n"
     text = "\n".join(api_problems(bad, api))
     assert "slicer.util.loadUi" in text and "'asker'" in text and "NoSuchThing" in text
+
+
+def test_check_catches_slicer_made_local():
+    broken = ("import slicer\n\ndef ensure():\n    try:\n        import slicer.packaging\n    except ImportError:\n"
+              "        return slicer.util.pip_install('x')\n")
+    assert "makes 'slicer' local" in "\n".join(slicer_made_local(broken))
+    assert slicer_made_local("import slicer\n\ndef ensure():\n    from slicer import packaging\n"
+                             "    return slicer.util.confirmOkCancelDisplay('x')\n") == []
+    uses = slicer_api_uses("from slicer import packaging\npackaging.pip_ensure(['a'], asker=1)\n")
+    assert uses == [("packaging", "pip_ensure", ["asker"], 2)]
 
 
 def test_check_catches_qt_in_the_mrml_glue():

@@ -29,6 +29,7 @@ MAIN = MODULE_DIR / "DKOARSegmentation.py"
 UI = MODULE_DIR / "Resources" / "UI" / "DKOARSegmentation.ui"
 LIB = MODULE_DIR / "DKOARSegmentationLib"
 MRML = MODULE_DIR / "DKOARSegmentationMRML"  # the MRML glue: imports slicer and vtk, never qt or ctk
+QT = MODULE_DIR / "DKOARSegmentationQt"  # sections of the Qt panel: run inside Slicer only
 RESOURCES = MODULE_DIR / "Resources"
 ICONS = (REPO / "DKOARSegmentation.png", RESOURCES / "Icons" / "DKOARSegmentation.png")
 SLICER_API = REPO / ".." / "shared" / "slicer-api" / "SLICER_API.txt"
@@ -44,10 +45,10 @@ REQUIRED_RESOURCES = (
     "Resources/DemoModel/dkoar_model.json",
 )
 FORBIDDEN_IN_CORE = {"slicer", "qt", "ctk", "vtk", "vtkmodules", "PythonQt", "__main__", "DKOARSegmentationMRML",
-                     "DKOARSegmentation"}
+                     "DKOARSegmentation", "DKOARSegmentationQt"}
 # the MRML glue runs in slicer-core (no Qt) and must not reach the panel (the module file) either
 FORBIDDEN_IN_MRML = {"qt", "ctk", "PythonQt", "qSlicerSegmentationsModuleWidgetsPythonQt", "DKOARSegmentation",
-                     "__main__"}
+                     "DKOARSegmentationQt", "__main__"}
 RUN_GENERATOR = "run: python tools/update_cmake_lists.py"
 
 
@@ -278,7 +279,7 @@ def test_every_lib_file_and_resource_is_named():
     scripts = cmake_list(text, "MODULE_PYTHON_SCRIPTS", {"MODULE_NAME": "DKOARSegmentation"})
     resources = cmake_list(text, "MODULE_PYTHON_RESOURCES", {"MODULE_NAME": "DKOARSegmentation"})
     assert "DKOARSegmentation.py" in scripts
-    unlisted = [p for p in _files(LIB, ".py") + _files(MRML, ".py") if p not in scripts]
+    unlisted = [p for p in _files(LIB, ".py") + _files(MRML, ".py") + _files(QT, ".py") if p not in scripts]
     unlisted += [p for p in _files(RESOURCES) if p not in resources]
     assert not unlisted, f"files Slicer would not package: {unlisted} ({RUN_GENERATOR})"
     assert len(scripts) == len(set(scripts)) and len(resources) == len(set(resources)), "a file is listed twice"
@@ -390,10 +391,16 @@ def test_the_ui_matches_the_code():
         assert widgets.get(name) == cls, f"{name} should be a {cls}"
 
 
+def _qt_files() -> list[Path]:
+    return sorted(p for p in QT.rglob("*.py") if "__pycache__" not in p.parts)
+
+
 def test_slicer_util_and_packaging_calls_exist():
     if not SLICER_API.is_file():
         pytest.skip(f"{SLICER_API} is absent")
-    problems = api_problems(MAIN.read_text(encoding="utf-8"), SLICER_API.read_text(encoding="utf-8"))
+    api = SLICER_API.read_text(encoding="utf-8")
+    problems = [f"{path.name}: {problem}" for path in [MAIN, *_qt_files()]
+                for problem in api_problems(path.read_text(encoding="utf-8"), api)]
     assert not problems, "\n".join(problems)
 
 
@@ -492,7 +499,7 @@ def test_what_the_module_asks_for_is_what_the_tests_run():
 
 
 def test_no_function_makes_slicer_a_local_name():
-    problems = [f"{path.relative_to(REPO)}: {problem}" for path in [MAIN, *_mrml_files()]
+    problems = [f"{path.relative_to(REPO)}: {problem}" for path in [MAIN, *_mrml_files(), *_qt_files()]
                 for problem in slicer_made_local(path.read_text(encoding="utf-8"))]
     assert not problems, "\n".join(problems)
 

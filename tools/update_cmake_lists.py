@@ -6,7 +6,7 @@ a listed file that does not exist, and packages only what is listed), while the 
 grows. This script rewrites the two lists in ``DKOARSegmentation/CMakeLists.txt``:
 
 - ``MODULE_PYTHON_SCRIPTS``: ``DKOARSegmentation.py`` and every ``.py`` under ``DKOARSegmentationLib/``
-  (the core) and ``DKOARSegmentationMRML/`` (the MRML glue);
+  (the core), ``DKOARSegmentationMRML/`` (the MRML logic) and ``DKOARSegmentationQt/`` (panel sections);
 - ``MODULE_PYTHON_RESOURCES``: every file under ``Resources/``;
 
 leaving out ``__pycache__``, compiled files and whatever git ignores. The rest of the file is kept.
@@ -29,7 +29,8 @@ MODULE_DIR = REPO / "DKOARSegmentation"
 MODULE_NAME = "DKOARSegmentation"
 LIB_DIR = "DKOARSegmentationLib"
 MRML_DIR = "DKOARSegmentationMRML"
-PACKAGE_DIRS = (LIB_DIR, MRML_DIR)
+QT_DIR = "DKOARSegmentationQt"
+PACKAGE_DIRS = (LIB_DIR, MRML_DIR, QT_DIR)
 RESOURCES_DIR = "Resources"
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 SKIPPED_SUFFIXES = {".pyc", ".pyo", ".swp"}

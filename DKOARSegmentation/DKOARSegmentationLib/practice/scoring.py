@@ -15,6 +15,7 @@ and one sentence saying that nothing was drawn. A reference without the structur
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,13 @@ class PracticeScore:
             lines.append("borders, mm beyond (+) or short of (-) the reference: " + ", ".join(parts))
         lines += [f"  - {sentence}" for sentence in self.feedback]
         return lines
+
+    def html(self) -> str:
+        """The same as simple HTML (Qt's rich text subset; the browser station)."""
+        lines = self.summary_lines()
+        head, rest = lines[:-len(self.feedback)], self.feedback
+        return ("<p><b>" + html.escape(head[0]) + "</b><br>" + "<br>".join(html.escape(x) for x in head[1:])
+                + "</p><ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in rest) + "</ul>")
 
 
 def _only(contours: ContourSet, structure) -> ContourSet:

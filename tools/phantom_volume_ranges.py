@@ -6,7 +6,7 @@ smallest and largest volume (ml) of each structure over the phantoms of the give
 supine, the default full-size grid), rounded outwards. ``--write`` puts the ranges into the cards
 whose ``volume_ml.source`` is ``phantom`` (Resources/guidelines/*.json); others are left alone.
 
-    python tools/phantom_volume_ranges.py --seeds 0 1 2 3 4 5 6 7 8 9 --write
+    python -m tools.phantom_volume_ranges --seeds 0 1 2 3 4 5 6 7 8 9 --write
 """
 
 from __future__ import annotations

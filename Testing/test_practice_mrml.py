@@ -99,7 +99,7 @@ def test_a_practice_round_end_to_end_on_a_phantom(core, tmp_path):
     assert ai_node.GetDisplayNode().GetVisibility() and not practice.running
 
 
-def test_the_reference_is_shown_only_after_submitting_and_must_hold_the_structure(core):
+def test_the_reference_is_shown_only_after_submitting_and_must_hold_the_structure(core, tmp_path):
     logic = PracticeLogic()
     with pytest.raises(DKOARError, match="start a practice round first"):
         logic.submit()
@@ -113,7 +113,11 @@ def test_the_reference_is_shown_only_after_submitting_and_must_hold_the_structur
     logic.endRound()
     # no history configured: scored, not stored
     logic.startPhantomRound(5, ["Lens_L"], grid=TINY_GRID)
+    assert logic.submit()["Lens_L"].attempt_empty and logic.round.stored == [] and logic.round.store_error == ""
+    # a history but no trainee: still scored, and the reason it was not stored
+    logic.historyPath = str(tmp_path / "practice.sqlite")
     assert logic.submit()["Lens_L"].attempt_empty and logic.round.stored == []
+    assert "give the trainee's name" in logic.round.store_error
 
 
 def test_a_round_against_an_rtstruct_needs_it_approved(core, phantom_factory, tmp_path):

@@ -63,6 +63,7 @@ class PracticeRound:
     reference_node: object = None
     hidden: list[tuple[object, bool]] = field(default_factory=list)  # display nodes hidden, and their visibility
     stored: list[int] = field(default_factory=list)  # attempt ids in the practice history
+    store_error: str = ""  # why the last submission was not stored (the scores stand)
 
     @property
     def running(self) -> bool:
@@ -172,7 +173,8 @@ class PracticeLogic:
 
     def submit(self, structures=None) -> dict[str, PracticeScore]:
         """Score the attempt (all the round's structures, or those named), show the overlay of too
-        much and missed, store each attempt in the practice history. Returns name -> score."""
+        much and missed, store each attempt in the practice history (``round.store_error`` says why
+        not, when it could not be). Returns name -> score."""
         practice = self._round()
         names = tuple(self.catalogue.by_name(n).name for n in _names(structures)) if structures else practice.structures
         observer = practice.observer
@@ -187,7 +189,11 @@ class PracticeLogic:
         practice.scores.update(scores)
         self._show_overlay(practice, attempt, names)
         wall = self.clock() - practice.started
-        practice.stored += self._store(practice, scores, timing, wall)
+        practice.store_error = ""
+        try:
+            practice.stored += self._store(practice, scores, timing, wall)
+        except DKOARError as exc:  # the trainee still sees her scores; the front end says why they were not kept
+            practice.store_error = str(exc)
         return scores
 
     def _show_overlay(self, practice: PracticeRound, attempt: ContourSet, names) -> None:

@@ -163,7 +163,8 @@ class PracticeSection:
         practice = self.logic.round
         html = "".join(score.html() for score in scores.values())
         self.ui.feedbackBrowser.setHtml(html + f"<p><small>{self.logic.overlayLegend()}</small></p>")
-        stored = _("stored in the practice history") if practice.stored else _("not stored (no practice history)")
+        stored = _("stored in the practice history") if practice.stored and not practice.store_error else \
+            _("not stored: {reason}").format(reason=practice.store_error or _("no practice history"))
         self.setStatus(_("Scored {count} structure(s), {stored}. Show the reference, or draw on and submit again.")
                        .format(count=len(scores), stored=stored))
 

@@ -151,6 +151,9 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.outputFolderLineEdit.connect("currentPathChanged(QString)", self.onPathChanged)
         self._setupStructureTree()
         self._setupSegmentEditor()
+        from DKOARSegmentationQt.practice_section import PracticeSection
+
+        self.practiceSection = PracticeSection(self)  # trainee mode: its own .ui, logic in DKOARSegmentationMRML
         self.initializeParameterNode()
 
     def cleanup(self) -> None:

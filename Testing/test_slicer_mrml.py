@@ -820,6 +820,7 @@ class Absent(importlib.abc.MetaPathFinder):
             raise ImportError(f"{name} is not installed")
 sys.meta_path.insert(0, Absent())
 import DKOARSegmentationMRML.logic, DKOARSegmentationMRML.dicom_source, DKOARSegmentationMRML.segmentation_run
+import DKOARSegmentationMRML.practice
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

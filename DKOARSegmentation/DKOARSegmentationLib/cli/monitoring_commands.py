@@ -3,11 +3,9 @@ final contours, the correction log, and the monitoring report."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from ..errors import DKOARError
-from .options import OneLineErrors, add_ct_options
+from .options import OneLineErrors, add_ct_options, site_key_for
 
 TIMES_HELP = ("JSON of the correction times per structure: {\"structures\": {\"Parotid_L\": {\"active_s\": 42.5, "
               "\"wall_s\": 75, \"edits\": 3}, ...}} - active_s: seconds of editing without idle pauses, wall_s: "
@@ -44,17 +42,8 @@ def _cmd_log_add(args) -> int:
     from ..input.ct_loader import load_dicom_ct
     from ..monitoring.case_from_files import add_case, read_times
     from ..monitoring.correction_log import open_log
-    from ..monitoring.pseudonym import key_is_private, key_path_from, load_site_key
 
-    key_path = key_path_from(args.site_key)
-    if key_path.resolve() == args.log.resolve():
-        raise DKOARError("the site key must be kept outside the log: give another file to --site-key")
-    key = load_site_key(key_path)
-    if key.created:
-        print(f"created a new site key {key.path} (permissions 0600): keep it secret, outside the log and in the "
-              "site's backup; the same key must be given for every case of this log")
-    elif not key_is_private(key.path):
-        print(f"warning: {key.path} is readable by other users; restrict it with chmod 600", file=sys.stderr)
+    key = site_key_for(args.site_key, args.log)
     times = read_times(args.times) if args.times else None
     ct = load_dicom_ct(args.ct, args.series, "a logged case")
     with open_log(args.log) as log:

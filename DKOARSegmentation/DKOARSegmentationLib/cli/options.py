@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 DEVICES = ("auto", "cuda", "mps", "cpu")
@@ -42,3 +43,21 @@ def segment_kwargs(args) -> dict:
     if catalogue is not None:
         kwargs["catalogue"] = catalogue
     return kwargs
+
+
+def site_key_for(argument: Path | None, log: Path):
+    """The site key of ``--site-key`` (else DKOAR_SITE_KEY) for a log: refused when it is the log
+    itself; a new key is announced, a key readable by others warned about."""
+    from ..errors import DKOARError
+    from ..monitoring.pseudonym import key_is_private, key_path_from, load_site_key
+
+    key_path = key_path_from(argument)
+    if key_path.resolve() == Path(log).resolve():
+        raise DKOARError("the site key must be kept outside the log: give another file to --site-key")
+    key = load_site_key(key_path)
+    if key.created:
+        print(f"created a new site key {key.path} (permissions 0600): keep it secret, outside the log and in the "
+              "site's backup; the same key must be given for every case of this log")
+    elif not key_is_private(key.path):
+        print(f"warning: {key.path} is readable by other users; restrict it with chmod 600", file=sys.stderr)
+    return key

@@ -154,11 +154,16 @@ def _check_key(value: str | None, what: str) -> str | None:
     return value
 
 
-def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
-    """Bring the schema up to ``target``; returns the version found."""
+def migrate(connection: sqlite3.Connection, target: int | None = None,
+            migrations: dict[int, str] | None = None) -> int:
+    """Bring the schema up to ``target`` (default the latest) with ``migrations`` (default the
+    correction log's; the practice history has its own); returns the version found."""
+    migrations = MIGRATIONS if migrations is None else migrations
+    latest = max(migrations)
+    target = latest if target is None else target
     found = int(connection.execute("PRAGMA user_version").fetchone()[0])
-    if found > SCHEMA_VERSION:
-        raise DKOARError(f"the log has schema version {found}, newer than this dkoar knows ({SCHEMA_VERSION}); "
+    if found > latest:
+        raise DKOARError(f"the log has schema version {found}, newer than this dkoar knows ({latest}); "
                          "upgrade dkoar to use it")
     for version in range(found + 1, target + 1):
         # one transaction per step, its version number included; a second process opening the
@@ -166,7 +171,7 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
         connection.execute("BEGIN IMMEDIATE")
         try:
             if int(connection.execute("PRAGMA user_version").fetchone()[0]) < version:
-                for statement in MIGRATIONS[version].split(";"):
+                for statement in migrations[version].split(";"):
                     if statement.strip():
                         connection.execute(statement)
                 connection.execute(f"PRAGMA user_version = {version}")
@@ -177,15 +182,15 @@ def migrate(connection: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int
     return found
 
 
-class CorrectionLog:
-    """An open correction log. Use ``open_log`` to get one."""
+class SQLiteLog:
+    """An open SQLite log of this project (``open_database``): a context manager that remembers
+    the site key its pseudonyms were made with."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path):
         self.connection = connection
         self.path = path
 
-    # -- context manager -------------------------------------------------------------------
-    def __enter__(self) -> "CorrectionLog":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -194,15 +199,13 @@ class CorrectionLog:
     def close(self) -> None:
         self.connection.close()
 
-    # -- site key --------------------------------------------------------------------------
     def check_site_key(self, fingerprint: str) -> None:
         """Remember the site key's fingerprint; refuse a log whose pseudonyms came from another key."""
-        row = self.connection.execute("SELECT value FROM meta WHERE key = 'site_key_fingerprint'").fetchone()
-        if row is None:
-            self.connection.execute("INSERT INTO meta (key, value) VALUES ('site_key_fingerprint', ?)", (fingerprint,))
-        elif row[0] != fingerprint:
-            raise DKOARError(f"{self.path}: this log's patients were keyed with another site key; "
-                             "give the site key it was started with (--site-key or DKOAR_SITE_KEY)")
+        check_site_key(self.connection, self.path, fingerprint)
+
+
+class CorrectionLog(SQLiteLog):
+    """An open correction log. Use ``open_log`` to get one."""
 
     # -- writing ---------------------------------------------------------------------------
     def start_case(self, *, site: str = "", model_name: str = "", model_version: str = "", model_hash: str = "",
@@ -288,14 +291,52 @@ class CorrectionLog:
         return {row[1]: dict(zip(names, row)) for row in cursor}
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def check_site_key(connection: sqlite3.Connection, path: Path, fingerprint: str) -> None:
+    """Remember the site key's fingerprint in the ``meta`` table; refuse another key's."""
+    row = connection.execute("SELECT value FROM meta WHERE key = 'site_key_fingerprint'").fetchone()
+    if row is None:
+        connection.execute("INSERT INTO meta (key, value) VALUES ('site_key_fingerprint', ?)", (fingerprint,))
+    elif row[0] != fingerprint:
+        raise DKOARError(f"{path}: this log's pseudonyms were made with another site key; "
+                         "give the site key it was started with (--site-key or DKOAR_SITE_KEY)")
+
+
+def _connect(path: Path, kind: str = "correction log") -> sqlite3.Connection:
     try:
         connection = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
         connection.execute("PRAGMA user_version").fetchone()
     except sqlite3.OperationalError as exc:  # no such folder, no permission, locked
-        raise DKOARError(f"{path}: cannot open the correction log ({exc})") from None
+        raise DKOARError(f"{path}: cannot open the {kind} ({exc})") from None
     except sqlite3.DatabaseError as exc:
-        raise DKOARError(f"{path}: not a correction log ({exc})") from None
+        raise DKOARError(f"{path}: not a {kind} ({exc})") from None
+    return connection
+
+
+def open_database(path: Path | str, migrations: dict[int, str], kind: str, durable: bool = True,
+                  example: str = "corrections.sqlite") -> sqlite3.Connection:
+    """Open (creating or upgrading) an SQLite log of this project: WAL, autocommit, versioned
+    schema. ``kind`` names it in messages ("correction log")."""
+    path = Path(path)
+    if path.is_dir():
+        raise DKOARError(f"{path}: a folder; the {kind} is a file (e.g. {example})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = _connect(path, kind)
+    try:
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise DKOARError(f"{path}: cannot use write-ahead logging here (journal mode {mode}); put the log on a local disk")
+        connection.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+        connection.execute("PRAGMA foreign_keys=ON")
+        migrate(connection, migrations=migrations)
+    except sqlite3.OperationalError as exc:
+        connection.close()
+        raise DKOARError(f"{path}: cannot use the {kind} ({exc})") from None
+    except sqlite3.DatabaseError as exc:
+        connection.close()
+        raise DKOARError(f"{path}: not a {kind} ({exc})") from None
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
@@ -305,48 +346,29 @@ def open_log(path: Path | str, durable: bool = True) -> CorrectionLog:
     Every statement outside ``finish_case`` commits by itself. ``durable`` keeps each commit on
     disk before returning (synchronous=FULL); False is for bulk imports that can be redone.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise DKOARError(f"{path}: a folder; the correction log is a file (e.g. corrections.sqlite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = _connect(path)
-    try:
-        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise DKOARError(f"{path}: cannot use write-ahead logging here (journal mode {mode}); put the log on a local disk")
-        connection.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-        connection.execute("PRAGMA foreign_keys=ON")
-        migrate(connection)
-    except sqlite3.OperationalError as exc:
-        connection.close()
-        raise DKOARError(f"{path}: cannot use the correction log ({exc})") from None
-    except sqlite3.DatabaseError as exc:
-        connection.close()
-        raise DKOARError(f"{path}: not a correction log ({exc})") from None
-    except BaseException:
-        connection.close()
-        raise
-    return CorrectionLog(connection, path)
+    return CorrectionLog(open_database(path, MIGRATIONS, "correction log", durable), Path(path))
 
 
-def read_only_copy(path: Path | str) -> sqlite3.Connection:
+def read_only_copy(path: Path | str, migrations: dict[int, str] | None = None, kind: str = "correction log",
+                   table: str = "cases") -> sqlite3.Connection:
     """The log at ``path`` as an in-memory database of the current schema, for reports: the file
-    itself is neither written nor upgraded."""
+    itself is neither written nor upgraded. ``table``: one the log must have (checked when the
+    file has no schema version)."""
     path = Path(path)
     if not path.is_file():
-        raise DKOARError(f"{path}: no such correction log")
-    source = _connect(path)
+        raise DKOARError(f"{path}: no such {kind}")
+    source = _connect(path, kind)
     memory = sqlite3.connect(":memory:", isolation_level=None)
     try:
         source.backup(memory)
     except sqlite3.DatabaseError as exc:
-        raise DKOARError(f"{path}: not a correction log ({exc})") from None
+        raise DKOARError(f"{path}: not a {kind} ({exc})") from None
     finally:
         source.close()
     version = int(memory.execute("PRAGMA user_version").fetchone()[0])
     if version == 0:
-        has_cases = memory.execute("SELECT 1 FROM sqlite_master WHERE name = 'cases'").fetchone()
-        if not has_cases:
-            raise DKOARError(f"{path}: not a correction log (no cases table)")
-    migrate(memory)
+        has_table = memory.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+        if not has_table:
+            raise DKOARError(f"{path}: not a {kind} (no {table} table)")
+    migrate(memory, migrations=migrations)
     return memory

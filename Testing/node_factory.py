@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -37,7 +38,9 @@ def make_fast_model(folder: Path, version: str = "1.0") -> Path:
     """A TorchScript model bundle (kind "torchscript") labelling Brain (the body) and Bone_Mandible
     (all bone) at 8 mm: the node's and the batch's tests need a real model run, not a good one."""
     folder.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(torch.jit.script(BodyAndBone()), str(folder / "network.pt"))
+    with warnings.catch_warnings():  # torch calls TorchScript deprecated; models are still shipped this way
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(BodyAndBone()), str(folder / "network.pt"))
     init_torchscript_manifest(folder, "network.pt", {1: "Brain", 2: "Bone_Mandible"}, spacing_zyx=(8, 8, 8),
                               patch_zyx=(16, 16, 16), ct_clip=(-1000, 2000), ct_mean=0.0, ct_std=1000.0,
                               name="fast test model", version=version, intended_use="tests only")

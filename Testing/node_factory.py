@@ -83,12 +83,21 @@ class NodeProcess:
 
     def start(self) -> "NodeProcess":
         self.work.mkdir(parents=True, exist_ok=True)
+        offset = len(self.log()) if (self.work / "stderr.txt").exists() else 0
         log = open(self.work / "stderr.txt", "ab")
         self.process = subprocess.Popen([sys.executable, "-m", "DKOARSegmentationLib.cli", "serve", "--port",
                                          str(self.port), "--work", str(self.work), *self.args],
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        wait_for_port(self.port, 120, self.process)
+        # ready when it says so: probing the port would hold one of its association slots until
+        # pynetdicom's timeout
+        deadline = time.monotonic() + 120
+        while f"on 127.0.0.1:{self.port}" not in self.log()[offset:]:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dkoar serve exited with {self.process.returncode}:\n{self.log()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dkoar serve not ready after 120 s:\n{self.log()[-2000:]}")
+            time.sleep(0.1)
         return self
 
     def kill(self) -> None:

@@ -51,6 +51,7 @@ test: $(STAMP) validators .venv-dicompyler/.installed
 bench: $(STAMP)
 	$(PY) -m Testing.benchmarks.bench_segment
 	$(PY) -m Testing.benchmarks.bench_nnunet
+	$(PY) -m Testing.benchmarks.bench_node
 
 # Re-resolve the development environment from pyproject.toml and write requirements/dev-lock.txt
 lock:

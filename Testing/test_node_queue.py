@@ -172,3 +172,13 @@ def test_missing_slices_are_found_along_the_slice_normal(tmp_path):
     message = missing_slices(load_ct(folder))
     assert message.startswith("2 slices missing (first gap of 18.0 mm")
     assert np.isclose(float(message.split("slice at ")[1].split(" mm")[0]), -60 + 2 * 6.0)
+
+
+def test_a_second_node_on_the_same_work_folder_is_refused(tmp_path):
+    from DKOARSegmentationLib.node.server import _one_node_per_work_folder
+
+    held = _one_node_per_work_folder(tmp_path)
+    with pytest.raises(DKOARError, match="another dkoar node is running with this work folder"):
+        _one_node_per_work_folder(tmp_path)
+    held.close()  # as when the first node ends, however it ends
+    _one_node_per_work_folder(tmp_path).close()

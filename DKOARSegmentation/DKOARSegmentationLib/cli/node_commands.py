@@ -8,7 +8,6 @@ import signal
 import sys
 from pathlib import Path
 
-from ..errors import DKOARError
 from .options import DEVICES
 
 # (flag, keyword of NodeConfig, argparse keywords): every setting of the configuration file

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from pathlib import Path
 
+from ..errors import DKOARError
 from ..model.bundle import load_bundle
 from ..resources import demo_model_dir
 from .config import NodeConfig
@@ -38,10 +40,25 @@ def series_pseudonym(config: NodeConfig):
     return lambda uid: "S" + key.pseudonym("series", uid)[:12]
 
 
+def _one_node_per_work_folder(work: Path):
+    """Hold an exclusive lock on ``work/node.lock`` while the node runs (the system drops it when
+    the process ends, however it ends): two nodes on one queue would contour series twice."""
+    import fcntl
+
+    handle = open(work / "node.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DKOARError(f"{work}: another dkoar node is running with this work folder") from None
+    return handle
+
+
 class Node:
     def __init__(self, config: NodeConfig):
         self.config = config
         config.work.mkdir(parents=True, exist_ok=True)
+        self._lock = _one_node_per_work_folder(config.work)
         self.bundle = load_bundle(config.model or demo_model_dir())  # a bad model stops the start, not a patient
         self.queue = NodeQueue(config.database)
         self.receiver = Receiver(config, self.queue, self.bundle.identity, series_pseudonym(config))
@@ -83,15 +100,19 @@ class Node:
 
     def _remove_finished_inputs(self) -> None:
         incoming = self.config.work / "incoming"
-        present = {p.name for p in incoming.iterdir() if p.is_dir()} if incoming.is_dir() else set()
-        if not present:
-            return
-        for row in self.queue.series("WHERE status IN ('sent', 'failed')"):
-            if row.key in present and not self.queue.deliveries(
-                    "WHERE series_id=? AND status='pending'", (row.id,)):
-                with self.receiver.files_lock:
-                    if self.queue.series("WHERE id=? AND status IN ('sent', 'failed')", (row.id,)):
-                        shutil.rmtree(incoming / row.key, ignore_errors=True)
+        present = [p.name for p in incoming.iterdir() if p.is_dir()] if incoming.is_dir() else []
+        for key in present:
+            if not self._finished(key):
+                continue
+            with self.receiver.files_lock:  # a slice arriving now would have set the series receiving again
+                if self._finished(key):
+                    shutil.rmtree(incoming / key, ignore_errors=True)
+
+    def _finished(self, key: str) -> bool:
+        """Every row of the series (one per model version) sent or failed, nothing left to deliver."""
+        rows = self.queue.series("WHERE key=?", (key,))
+        return bool(rows) and all(r.status in ("sent", "failed") for r in rows) and not any(
+            self.queue.deliveries("WHERE series_id=? AND status='pending'", (r.id,)) for r in rows)
 
     def request_stop(self) -> None:
         """Ask ``wait()`` to return (safe in a signal handler)."""
@@ -103,6 +124,7 @@ class Node:
         for thread in self._threads:
             thread.join(timeout=30)
         self.queue.close()
+        self._lock.close()
 
     def wait(self) -> None:
         """Block until ``stop()`` (from a signal handler) or an interrupt."""

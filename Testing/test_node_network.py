@@ -169,18 +169,34 @@ def test_bad_input_is_refused_or_reported_with_its_reason_and_the_node_keeps_ser
     assoc.release()
     assert status.Status == 0xC000 and "truncated" in str(status.get("ErrorComment", ""))
 
-    # a study over the size limit, at a node whose limit is smaller than a tiny study
+    # a study over the size limit, at a node whose limit is smaller than a tiny study and that
+    # takes one association at a time
     limited = NodeProcess(tmp_path / "limited", free_port(), ["--allow", "CT_SIM", "--model", str(fast_model),
-                                                              "--idle-seconds", "1", "--max-study-mb", "0.1"]).start()
+                                                              "--idle-seconds", "1", "--max-study-mb", "0.1",
+                                                              "--max-associations", "1"]).start()
     try:
         too_big = storescu(limited.port, [studies[4]], "CT_SIM", "DKOAR", "-v")
         assert "OutOfResources" in too_big.stderr, too_big.stderr
         capsys.readouterr()
         assert main(["serve", "status", "--work", str(limited.work)]) == 0
         assert "larger than the node's limit of 0.1 MB" in capsys.readouterr().out
+        held = ae.associate("127.0.0.1", limited.port, ae_title="DKOAR")
+        assert held.is_established
+        assert echoscu(limited.port).returncode != 0  # the one association is taken
+        held.release()
+        time.sleep(0.5)
         assert echoscu(limited.port).returncode == 0
     finally:
         limited.stop()
+    # a disk without the free space the node keeps: every slice refused
+    full = NodeProcess(tmp_path / "full", free_port(), ["--allow", "CT_SIM", "--model", str(fast_model),
+                                                        "--min-free-mb", "1e12"]).start()
+    try:
+        refused = storescu(full.port, [studies[4]], "CT_SIM", "DKOAR", "-v")
+        assert refused.stderr.count("OutOfResources") == 22
+        assert "disk nearly full" in full.log()
+    finally:
+        full.stop()
 
     # and the node goes on: echo, and a good study still comes back
     assert echoscu(node.port).returncode == 0

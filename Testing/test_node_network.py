@@ -47,7 +47,7 @@ def node(tmp_path_factory, fast_model, peers):
     orthanc, scp = peers
     work = tmp_path_factory.mktemp("node") / "work"
     node = NodeProcess(work, free_port(), ["--allow", "CT_SIM", "--allow", "PACS", "--model", str(fast_model),
-                                           "--idle-seconds", "1", "--retry-seconds", "1",
+                                           "--idle-seconds", "1", "--retry-seconds", "1", "--send-seg",
                                            "--send-to", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}",
                                            "--send-to", f"STORESCP@127.0.0.1:{scp.port}"]).start()
     yield node
@@ -117,6 +117,10 @@ def test_a_ct_from_storescu_comes_back_as_an_rtstruct_in_orthanc_and_storescp(no
     # the same file reached dcmtk's storescp
     mine = _stored_by_scp(scp, uid)
     assert len(mine) == 1 and mine[0].SOPInstanceUID == found[0]["SOPInstanceUID"]
+    # and the DICOM SEG (--send-seg) went beside it, referencing the same CT
+    segs = _eventually(lambda: [ds for ds in map(pydicom.dcmread, scp.files()) if ds.Modality == "SEG"], "DICOM SEG")
+    assert [ds.ReferencedSeriesSequence[0].SeriesInstanceUID for ds in segs] == [uid]
+    assert {s.SegmentLabel for s in segs[0].SegmentSequence} == {"Brain", "Mandible"}
     status = _status(node, capsys)
     assert "sent 1" in status and "rtstruct" in status and uid not in status  # pseudonyms, never UIDs
 

@@ -134,9 +134,11 @@ def test_status_shows_the_queue_and_the_last_deliveries_without_uids(tmp_path, c
     queue.delivery_done(queue.due_deliveries()[0], True)
     _arrive(queue, series="1.2.840.100", caller="PACS")
     queue.event("refused", "slice from X refused: MR is not CT")
+    queue.event("refused", "slice from X refused: MR is not CT")  # each slice of the series
     text = "\n".join(status_lines(tmp_path / "queue.sqlite3"))
     assert "receiving 1" in text and "sent 1" in text and "S1.2.840.100" in text and "PACS" in text
-    assert "rtstruct to TPS@h:1 (from CT_SIM, 3.5 s contouring)" in text and "MR is not CT" in text
+    assert "rtstruct to TPS@h:1 (from CT_SIM, 3.5 s contouring)" in text
+    assert "MR is not CT (2 times)" in text
     assert main(["serve", "status", "--work", str(tmp_path)]) == 0
     assert "last deliveries" in capsys.readouterr().out
     assert main(["serve", "status", "--work", str(tmp_path / "none")]) == 2

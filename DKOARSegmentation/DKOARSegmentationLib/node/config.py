@@ -110,7 +110,8 @@ def read_config_file(path: Path | str) -> dict:
     try:
         import tomllib
     except ImportError:  # Python 3.10
-        raise DKOARError("reading a TOML configuration needs Python 3.11 or later; give the settings as flags") from None
+        raise DKOARError("reading a TOML configuration needs Python 3.11 or later; give the settings as "
+                         "flags") from None
     path = Path(path)
     try:
         values = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS events (
     at REAL NOT NULL,
     level TEXT NOT NULL,
     series_key TEXT NOT NULL DEFAULT '',
-    message TEXT NOT NULL
+    message TEXT NOT NULL,
+    repeated INTEGER NOT NULL DEFAULT 1
 );
 """
 
@@ -186,7 +187,8 @@ class NodeQueue:
                                "VALUES (?,?,?,?,?,'failed',?,?,?,?,1)",
                                (series_uid, model, study_uid, key, calling_ae, now, now, now, reason))
                 db.execute("UPDATE series SET status='failed', finished_at=?, reason=?, refusing=1 WHERE study_uid=? "
-                           "AND model=? AND status IN ('receiving', 'received', 'failed')", (now, reason, study_uid, model))
+                           "AND model=? AND status IN ('receiving', 'received', 'failed')",
+                           (now, reason, study_uid, model))
                 return Arrival("refuse", key, reason)
             if row is None:
                 db.execute("INSERT INTO series (series_uid, model, study_uid, key, calling_ae, status, files, bytes, "
@@ -308,11 +310,19 @@ class NodeQueue:
         return {state: found.get(state, 0) for state in STATES}
 
     def event(self, level: str, message: str, series_key: str = "") -> None:
+        """Record an event for ``serve status``; the same event again within a minute (every slice
+        of a refused series) counts on the one row."""
+        now = time.time()
         with self._transaction() as db:
-            db.execute("INSERT INTO events (at, level, series_key, message) VALUES (?,?,?,?)",
-                       (time.time(), level, series_key, message))
+            last = db.execute("SELECT id, at, level, series_key, message FROM events ORDER BY id DESC "
+                              "LIMIT 1").fetchone()
+            if last is not None and last[2:] == (level, series_key, message) and now - last[1] < 60:
+                db.execute("UPDATE events SET repeated=repeated+1, at=? WHERE id=?", (now, last[0]))
+            else:
+                db.execute("INSERT INTO events (at, level, series_key, message) VALUES (?,?,?,?)",
+                           (now, level, series_key, message))
 
-    def events(self, limit: int = 10) -> list[tuple[float, str, str, str]]:
-        rows = self._db().execute("SELECT at, level, series_key, message FROM events ORDER BY id DESC LIMIT ?",
-                                  (limit,)).fetchall()
+    def events(self, limit: int = 10) -> list[tuple[float, str, str, str, int]]:
+        rows = self._db().execute("SELECT at, level, series_key, message, repeated FROM events ORDER BY id DESC "
+                                  "LIMIT ?", (limit,)).fetchall()
         return [tuple(r) for r in rows]

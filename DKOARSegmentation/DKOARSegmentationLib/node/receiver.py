@@ -149,7 +149,7 @@ class Receiver:
         try:
             problem, uids = self._check(tmp, event.context.abstract_syntax)
             if problem is not None:
-                return self._refuse(*problem, caller)
+                return self._refuse(*problem, caller, self.pseudonym(uids[0]) if uids and uids[0] else "")
             series_uid, study_uid, sop_uid = uids
             key = self.pseudonym(series_uid)
             with self.files_lock:
@@ -178,7 +178,7 @@ class Receiver:
 
     def _check(self, file: Path, abstract_syntax: str):
         """(None, (series UID, study UID, SOP instance UID)) for a CT slice worth keeping, else
-        ((status, reason), None)."""
+        ((status, reason), the UIDs as far as they could be read, or None)."""
         from ..input.dicom_headers import read_header
 
         try:
@@ -188,22 +188,23 @@ class Receiver:
         if found is None:
             return (CANNOT_UNDERSTAND, "not a DICOM dataset"), None
         ds, store = found
+        uids = tuple(str(ds.get(name, "") or "")
+                     for name in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID"))
         modality = str(ds.get("Modality", "") or "?")
         sop_class = str(ds.get("SOPClassUID", "") or abstract_syntax)
         if modality != "CT" or sop_class not in CT_SOP_CLASSES:
-            return (NOT_CT, f"{modality} is not CT; the node contours CT series only"), None
+            return (NOT_CT, f"{modality} is not CT; the node contours CT series only"), uids
         if not store.has_pixels:
-            return (CANNOT_UNDERSTAND, "the file ends before its pixel data (truncated)"), None
+            return (CANNOT_UNDERSTAND, "the file ends before its pixel data (truncated)"), uids
         if store.native and store.value_offset is not None and store.bits_allocated:
             rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
             expected = rows * columns * store.frames * store.samples_per_pixel * store.bits_allocated // 8
             present = min(store.value_length, store.file_size - store.value_offset)
             if present < expected:
-                return (CANNOT_UNDERSTAND, f"pixel data {present} bytes of {expected} (truncated)"), None
-        uids = [str(ds.get(name, "") or "") for name in ("SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID")]
+                return (CANNOT_UNDERSTAND, f"pixel data {present} bytes of {expected} (truncated)"), uids
         if not all(uids):
-            return (CANNOT_UNDERSTAND, "no series, study or SOP instance UID"), None
-        return None, tuple(uids)
+            return (CANNOT_UNDERSTAND, "no series, study or SOP instance UID"), uids
+        return None, uids
 
 
 def _safe(uid: str) -> str:

@@ -72,7 +72,8 @@ class Node:
         if any(recovered.values()):
             log.info("resuming after a restart: %s", ", ".join(f"{k} {v}" for k, v in recovered.items() if v))
         self.receiver.start()
-        for name, step in (("intake", self._intake), ("worker", self.worker.run_next), ("sender", self.sender.send_due)):
+        steps = (("intake", self._intake), ("worker", self.worker.run_next), ("sender", self.sender.send_due))
+        for name, step in steps:
             thread = threading.Thread(target=self._loop, args=(name, step), name=f"dkoar-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)

@@ -67,8 +67,9 @@ def status_lines(database: Path | str, deliveries: int = 10, events: int = 10) -
         recent = queue.events(events)
         if recent:
             lines.append("last events:")
-            lines += [f"  {_when(at)} {level:<8} {(key + ' ') if key else ''}{message}" for at, level, key, message
-                      in recent]
+            lines += [f"  {_when(at)} {level:<8} {(key + ' ') if key else ''}{message}"
+                      + (f" ({repeated} times)" if repeated > 1 else "")
+                      for at, level, key, message, repeated in recent]
         return lines
     finally:
         queue.close()

@@ -113,7 +113,9 @@ class Worker:
                 raise Failure("no RTSTRUCT", "no RTSTRUCT could be written for the series")
             if self.config.send_seg:
                 self._write_seg(result, folder, results)
-        files = [("rtstruct", OUTPUT_NAMES["rtstruct"])] + ([("seg", SEG_NAME)] if (results / SEG_NAME).is_file() else [])
+        files = [("rtstruct", OUTPUT_NAMES["rtstruct"])]
+        if (results / SEG_NAME).is_file():
+            files.append(("seg", SEG_NAME))
         return [(str(d), kind, name) for d in self.config.send_to for kind, name in files]
 
     def _write_seg(self, result, folder: Path, results: Path) -> None:

@@ -55,6 +55,8 @@ class Receiver:
         self.pseudonym = pseudonym  # series UID -> short keyed name (no UID in clear in logs)
         self.incoming = config.work / "incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
+        for partial in self.incoming.glob(".slice-*"):  # a slice a kill interrupted: never acknowledged
+            partial.unlink()
         self._server = None
         # a slice's queue row and its file move together: the intake thread removes a finished
         # series' folder only under this lock, never between the two

@@ -56,6 +56,10 @@ def _one_node_per_work_folder(work: Path):
 
 class Node:
     def __init__(self, config: NodeConfig):
+        try:
+            import pynetdicom  # noqa: F401
+        except ImportError:
+            raise DKOARError("dkoar serve needs pynetdicom: pip install 'dkoar-segmentation[node]'") from None
         self.config = config
         config.work.mkdir(parents=True, exist_ok=True)
         self._lock = _one_node_per_work_folder(config.work)

@@ -160,7 +160,7 @@ class Receiver:
                 if arrival.action == "store":
                     folder = self.incoming / key
                     folder.mkdir(exist_ok=True)
-                    os.replace(tmp, folder / f"{_safe(sop_uid)}.dcm")
+                    os.replace(tmp, folder / _file_name(sop_uid))
                     return SUCCESS
             if arrival.action == "refuse":
                 return self._refuse(OUT_OF_RESOURCES, arrival.reason, caller, key)
@@ -209,6 +209,9 @@ class Receiver:
         return None, uids
 
 
-def _safe(uid: str) -> str:
-    """A file name from a UID (digits and dots), whatever a peer sent."""
-    return "".join(ch for ch in uid if ch.isalnum() or ch == ".")[:128] or "slice"
+def _file_name(sop_uid: str) -> str:
+    """A slice's file name: the same for the same SOP instance (a slice sent twice is kept once),
+    and no UID in clear in the messages that name a file."""
+    import hashlib
+
+    return hashlib.sha256(sop_uid.encode()).hexdigest()[:24] + ".dcm"

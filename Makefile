@@ -29,10 +29,12 @@ demo: $(STAMP)
 
 # Real tools that check what we write: dciodvfy/dcentvfy (Debian's dicom3tools) validate the DICOM,
 # plastimatch (Debian) reads it back, chromium renders pages; dicompyler-core reads it back in its
-# own venv (it needs pydicom < 3).
-DEBIAN_TOOLS := dicom3tools plastimatch chromium
+# own venv (it needs pydicom < 3). The DICOM node's tests talk to real peers: dcmtk (storescu,
+# storescp, echoscu) and Orthanc, each started by the tests on loopback (never the package's service).
+DEBIAN_TOOLS := dicom3tools plastimatch chromium dcmtk orthanc
 validators:
-	@command -v dciodvfy >/dev/null && command -v plastimatch >/dev/null && command -v chromium >/dev/null || { \
+	@command -v dciodvfy >/dev/null && command -v plastimatch >/dev/null && command -v chromium >/dev/null \
+	  && command -v storescu >/dev/null && command -v Orthanc >/dev/null || { \
 	  echo "installing Debian's $(DEBIAN_TOOLS) (apt-get; its output goes to .apt.log)"; \
 	  { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEBIAN_TOOLS); } > .apt.log 2>&1 \
 	  || { tail -20 .apt.log; echo "apt-get failed: install $(DEBIAN_TOOLS) as root"; exit 1; }; }
@@ -49,6 +51,7 @@ test: $(STAMP) validators .venv-dicompyler/.installed
 bench: $(STAMP)
 	$(PY) -m Testing.benchmarks.bench_segment
 	$(PY) -m Testing.benchmarks.bench_nnunet
+	$(PY) -m Testing.benchmarks.bench_node
 
 # Re-resolve the development environment from pyproject.toml and write requirements/dev-lock.txt
 lock:

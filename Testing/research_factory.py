@@ -67,7 +67,8 @@ def write_case(folder: Path, seed: int, catalogue: Catalogue, grid: PhantomGrid,
                structures=STRUCTURES, radius_mm: float = 9.0, extra_roi: bool = True) -> Path:
     """``folder/ct/`` and ``folder/RS.<seed>.dcm``: the phantom and its contours under those names."""
     phantom = write_phantom(folder, seed=seed, grid=grid)
-    labels = _with_pituitary(phantom.truth, catalogue, radius_mm)
+    labels = (_with_pituitary(phantom.truth, catalogue, radius_mm) if "Pituitary" in structures
+              else phantom.truth.labels.copy())
     chosen: list[Structure] = [catalogue.by_name(name) for name in structures]
     renamed = tuple(dataclasses.replace(s, name=spelling.get(s.name, s.name)) for s in chosen)
     keep = np.isin(labels, [s.label for s in chosen])
@@ -93,3 +94,29 @@ def write_cohort(root: Path, seeds, catalogue: Catalogue, grid: PhantomGrid, lac
         write_case(root / f"patient_{n}", seed, catalogue, grid, SPELLINGS[n % len(SPELLINGS)], structures)
     (root / "names.csv").write_text(SITE_MAP, encoding="utf-8")
     return root
+
+
+def degraded_model(source: Path, target: Path, noise: float, seed: int = 0) -> Path:
+    """A copy of the model at ``source`` whose weights carry Gaussian noise (``noise`` times each
+    tensor's own standard deviation), re-manifested as a new version: a model known to be worse."""
+    import shutil
+
+    import torch
+
+    from DKOARSegmentationLib.model.bundle import MANIFEST_NAME, load_bundle
+    from DKOARSegmentationLib.model.manifest import init_manifest
+
+    bundle = load_bundle(source)
+    shutil.copytree(source, target)
+    generator = torch.Generator().manual_seed(seed)
+    for rel in bundle.checkpoint_paths():
+        checkpoint = torch.load(target / rel, map_location="cpu", weights_only=True)
+        for name, tensor in checkpoint["network_weights"].items():
+            if tensor.is_floating_point() and tensor.numel() > 1 and "weight" in name:
+                tensor += torch.randn(tensor.shape, generator=generator) * tensor.std() * noise
+        torch.save(checkpoint, target / rel)
+    (target / MANIFEST_NAME).unlink()
+    init_manifest(target, name=bundle.name, version=f"{bundle.version}-noise{noise:g}",
+                  intended_use="A deliberately degraded copy for testing model comparison.",
+                  training_data=str(bundle.card.get("training_data", "")), configuration=bundle.configuration)
+    return target

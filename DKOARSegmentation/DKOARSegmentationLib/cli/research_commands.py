@@ -21,10 +21,11 @@ def _cmd_cohort_scan(args) -> int:
 
     catalogue = _catalogue(args)
     cohort = scan_cohort(args.folder, catalogue, args.map)
+    written = write_cohort(cohort, args.out, catalogue) if args.out else None
     for line in cohort_lines(cohort, catalogue):
         print(line)
-    if args.out:
-        print(f"wrote {write_cohort(cohort, args.out, catalogue)}")
+    if written is not None:
+        print(f"wrote {written}")
     return 0
 
 

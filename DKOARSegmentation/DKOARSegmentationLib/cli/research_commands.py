@@ -80,9 +80,14 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _group(sub, name: str, help_text: str):
+    """A subcommand with subcommands of its own (``dkoar cohort scan``, ``dkoar dataset build``)."""
+    parent = sub.add_parser(name, help=help_text)
+    return parent.add_subparsers(dest=f"{name}_command", required=True, parser_class=type(parent))
+
+
 def add_parsers(sub) -> None:
-    p = sub.add_parser("cohort", help="research cohorts: find every CT with its RTSTRUCTs and map their ROI names")
-    cohort_sub = p.add_subparsers(dest="cohort_command", required=True, parser_class=type(p))
+    cohort_sub = _group(sub, "cohort", "research cohorts: find every CT with its RTSTRUCTs and map their ROI names")
     p = cohort_sub.add_parser("scan", help="every CT series with its RTSTRUCT(s) under a folder, ROI names mapped",
                               description="Counts, per catalogue structure, the cases that have it, and lists every "
                                           "ROI name that maps to no structure with the number of RTSTRUCTs using it.")
@@ -92,8 +97,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", type=Path, default=None, help="write the cohort (cohort.json) for dkoar dataset build")
     p.set_defaults(func=_cmd_cohort_scan)
 
-    p = sub.add_parser("dataset", help="nnU-Net v2 datasets from a cohort")
-    dataset_sub = p.add_subparsers(dest="dataset_command", required=True, parser_class=type(p))
+    dataset_sub = _group(sub, "dataset", "nnU-Net v2 datasets from a cohort")
     p = dataset_sub.add_parser("build", help="write an nnU-Net v2 raw dataset (imagesTr, labelsTr, dataset.json)")
     p.add_argument("cohort", type=Path, help="cohort.json of dkoar cohort scan")
     p.add_argument("--out", type=Path, required=True, help="DIR/DatasetNNN_Name")
@@ -137,7 +141,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--cases", type=Path, default=None, help="a file of case ids (one a line): the held-out cases")
     p.add_argument("--out", type=Path, required=True, help="the page (eval.html); the JSON is written beside it")
     p.add_argument("--work", type=Path, default=None,
-                   help="where each model's outputs per case are kept and reused (default: OUT's name + _runs)")
+                   help="where each model's outputs per case are kept and reused (default: <cohort>_runs beside the cohort file)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")

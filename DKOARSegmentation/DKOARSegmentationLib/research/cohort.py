@@ -23,6 +23,7 @@ from pathlib import Path
 from ..atomic import atomic_path
 from ..errors import DKOARError
 from ..input.series_scan import FolderScan, scan_dicom_folder
+from ..json_files import read_json_file
 from ..structures.catalogue import Catalogue
 from .names import NameMapper
 
@@ -275,12 +276,7 @@ def _rtstruct_from(item: dict) -> RtstructEntry:
 
 def read_cohort(path: Path | str) -> Cohort:
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DKOARError(f"{path}: cannot read the cohort ({exc.strerror})") from None
-    except ValueError as exc:
-        raise DKOARError(f"{path}: not JSON ({exc})") from None
+    document = read_json_file(path, "cohort")
     if not isinstance(document, dict) or document.get("format") != COHORT_FORMAT:
         raise DKOARError(f"{path}: not a cohort file of dkoar cohort scan ({COHORT_FORMAT})")
     try:

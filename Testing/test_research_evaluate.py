@@ -15,8 +15,9 @@ from DKOARSegmentationLib.resources import demo_model_dir
 from Testing.conftest import REPO
 from Testing.research_factory import degraded_model, write_case
 
-# head and neck only (the demo model's field of view), 2 mm pixels: five cases in a few minutes
-GRID = PhantomGrid(matrix=112, pixel_mm=2.0, slice_mm=3.0, z_min=-100.0, z_max=92.0)
+# the head and upper neck on 2 mm pixels (192 mm wide, 170 mm long): the demo model's mean Dice is
+# the same as on full-size phantoms (0.81), each run takes seconds; ten runs make the test
+GRID = PhantomGrid(matrix=96, pixel_mm=2.0, slice_mm=3.0, z_min=-90.0, z_max=80.0)
 SCREENSHOT = REPO / "Resources" / "Screenshots" / "evaluation.png"
 
 
@@ -50,6 +51,7 @@ def evaluation(tmp_path_factory, catalogue):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ten model runs on the CPU: about 2 minutes alone, far longer on a shared machine
 def test_the_degraded_model_is_called_worse_where_it_is(evaluation):
     root, result = evaluation
     document = json.loads((root / "eval.json").read_text())
@@ -87,7 +89,7 @@ def test_the_evaluation_page_renders_in_headless_chromium(evaluation):
     root, _ = evaluation
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
         page.goto((root / "eval.html").as_uri())
         rows = page.locator("tbody tr")
         assert rows.count() >= 25

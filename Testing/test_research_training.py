@@ -28,6 +28,7 @@ def dkoar(*args, timeout=900):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # nnU-Net's planning, preprocessing, one epoch and validation on the CPU
 def test_a_model_trained_with_nnunet_on_a_phantom_cohort_contours_the_structure_the_site_added(tmp_path):
     catalogue = site_catalogue(tmp_path)
     write_cohort(tmp_path / "data", range(30, 37), catalogue, TINY, lacking={36: "Pituitary"})

@@ -67,9 +67,9 @@ def evaluation_html(evaluation: Evaluation) -> str:
             cells.append(f"<td>{_number(s['A'][m], digits)}</td><td>{_number(s['B'][m], digits)}</td>"
                          f"<td style='color:{VERDICT_COLOURS[d['verdict']]}'>{_number(d['mean'], digits, True)}"
                          f"{interval}</td>")
-        rows.append(f"<tr><td class='name'>{html.escape(name)}</td><td>{s['cases']}</td>{''.join(cells)}"
-                    f"<td>{_bar(s['difference']['dice'], colour)}</td>"
-                    f"<td class='verdict' style='color:{colour}'>B {html.escape(s['verdict'])}</td></tr>")
+        rows.append(f"<tr><td class='name'>{html.escape(name)}</td><td>{s['cases']}</td>"
+                    f"<td class='verdict' style='color:{colour}'>B {html.escape(s['verdict'])}</td>"
+                    f"<td>{_bar(s['difference']['dice'], colour)}</td>{''.join(cells)}</tr>")
     tally = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     legend = "".join(f'<span><i class="swatch" style="background:{c}"></i> {v}</span>'
                      for v, c in VERDICT_COLOURS.items())
@@ -81,7 +81,7 @@ def evaluation_html(evaluation: Evaluation) -> str:
 95 % bootstrap interval ({evaluation.resamples} resamples). Verdict per structure from Dice: {html.escape(tally)}.
 Surface Dice at each structure's tolerance; HD95 and APL (added path length) lower is better.</p>
 <p class="legend">{legend}</p>
-<table><thead><tr><th>structure</th><th>n</th>{head}<th>Dice B&minus;A (&plusmn;0.5)</th><th>verdict</th></tr></thead>
+<table><thead><tr><th>structure</th><th>n</th><th>verdict</th><th>Dice B&minus;A (&plusmn;0.5)</th>{head}</tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 <p class="sub">A: {html.escape(a.identity)}, manifest sha256 {a.sha256[:16]}&hellip;;
 B: {html.escape(b.identity)}, manifest sha256 {b.sha256[:16]}&hellip;. The numbers are in the JSON beside this page.</p>

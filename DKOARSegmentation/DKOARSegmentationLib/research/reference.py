@@ -14,8 +14,6 @@ slice, even-odd inside a contour, XOR between contours of one ROI on one slice).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 
 from ..errors import DKOARError
@@ -77,7 +75,3 @@ def reference_segmentation(cohort: Cohort, case: CohortCase, ct: Volume, mapper:
     structures = tuple(s for s in wanted if s.label in chosen)
     return Segmentation(labels, ct.affine.copy(), structures, {"source": case.case_id}), report
 
-
-def rtstruct_entry(path: Path, root: Path) -> RtstructEntry:
-    """A bare entry for an RTSTRUCT file read as a whole (a logged final structure set)."""
-    return RtstructEntry(str(path.relative_to(root)), "", "", False, "log", 0, 0)

@@ -19,8 +19,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # installed with --no-deps before the resolver runs: nnU-Net v2 (its predictor is the reference of the
 # parity tests), its network classes, and MONAI (needs only torch and numpy)
+# and its training path (dkoar train): batchgeneratorsv2 (augmentation), seaborn (the training
+# log's plot), scikit-learn with joblib, cloudpickle and narwhals (the 5-fold split)
 NO_DEPS = ["dynamic-network-architectures==0.4.4", "nnunetv2==2.8.1", "acvl-utils==0.2.6", "batchgenerators==0.25.5",
-           "blosc2==4.14.1", "httpx==0.28.1", "monai==1.6.1"]
+           "blosc2==4.14.1", "httpx==0.28.1", "monai==1.6.1", "batchgeneratorsv2==0.3.6", "seaborn==0.13.2",
+           "scikit-learn==1.9.1", "joblib==1.6.0", "cloudpickle==3.1.3", "narwhals==2.29.0"]
 DICOMPYLER = ["pydicom<3", "dicompyler-core==0.5.6", "numpy<2.3", "shapely", "matplotlib", "six"]
 # never pinned: torch is installed by the Makefile first; dataclasses is a Python 3.6 backport that
 # rt-utils still declares

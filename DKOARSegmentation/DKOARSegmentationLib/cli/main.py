@@ -12,7 +12,7 @@ import sys
 from .. import __version__
 from ..errors import DKOARError
 from . import (export_commands, model_commands, monitoring_commands, node_commands, practice_commands,
-               segment_commands)
+               research_commands, segment_commands)
 from .options import OneLineErrors
 
 
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrors)
     for commands in (segment_commands, export_commands, monitoring_commands, model_commands, practice_commands,
-                     node_commands):
+                     research_commands, node_commands):
         commands.add_parsers(sub)
     return parser
 

@@ -137,6 +137,15 @@ def scan_dicom_folder(folder: Path | str) -> FolderScan:
     return scan
 
 
+def scan_dicom_files(folder: Path | str, files) -> FolderScan:
+    """The given DICOM files (e.g. one series found by an earlier scan), grouped by series as
+    ``scan_dicom_folder`` groups them; ``folder`` names the scan in messages."""
+    scan = FolderScan(Path(folder), {})
+    for file in files:
+        _add_file(scan, Path(file))
+    return scan
+
+
 def scan_dicom_file(file: Path | str) -> FolderScan | None:
     """One DICOM file as a scan of its own (an enhanced multi-frame CT is a whole series); None if not DICOM."""
     file = Path(file)

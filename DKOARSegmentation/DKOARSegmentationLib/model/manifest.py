@@ -31,9 +31,10 @@ def _find_checkpoint_files(folder: Path) -> tuple[list[int], str]:
 
 def init_manifest(folder: Path | str, name: str, version: str, intended_use: str, clinical_use: bool = False,
                   training_data: str = "", performance: dict | None = None, force: bool = False,
-                  configuration: str = "3d_fullres") -> Path:
+                  configuration: str = "3d_fullres", structures: list[dict] | None = None) -> Path:
     """Write the manifest of an existing nnU-Net v2 result folder: hashes of the files that are
-    loaded, and the label mapping from its dataset.json."""
+    loaded, and the label mapping from its dataset.json. ``structures``: definitions of structures
+    the model was trained with that the catalogue lacks (``structures.added``), carried with it."""
     folder = Path(folder)
     if (folder / MANIFEST_NAME).exists() and not force:
         raise DKOARError(f"{folder}: already has a {MANIFEST_NAME} (use --force to rewrite it)")
@@ -66,8 +67,9 @@ def init_manifest(folder: Path | str, name: str, version: str, intended_use: str
         "training_data": training_data,
         "performance": performance or {},
     }
+    if structures:
+        manifest["structures"] = list(structures)
     return write_manifest(folder, manifest)
-
 
 
 def init_torchscript_manifest(folder: Path | str, network: str, labels: dict[int, str], spacing_zyx, patch_zyx,

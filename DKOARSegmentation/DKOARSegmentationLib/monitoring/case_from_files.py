@@ -17,13 +17,13 @@ touch of the structure; ``edits``: number of editing operations.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DKOARError
 from ..hashing import file_sha256
+from ..json_files import read_json_file
 from ..input.ct_loader import require_dicom
 from ..structures.catalogue import Catalogue, default_catalogue
 from ..volume import Volume
@@ -57,12 +57,7 @@ def read_times(path: Path | str, catalogue: Catalogue | None = None) -> dict[str
     """Structure name (catalogue spelling) -> {active_s, wall_s, edits} from a times file."""
     catalogue = catalogue or default_catalogue()
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DKOARError(f"{path}: cannot read the times file ({exc.strerror})") from None
-    except ValueError as exc:
-        raise DKOARError(f"{path}: not JSON ({exc})") from None
+    document = read_json_file(path, "times file")
     entries = document.get("structures") if isinstance(document, dict) else None
     if not isinstance(entries, dict):
         raise DKOARError(f'{path}: expected {{"structures": {{"Parotid_L": {{"active_s": .., "wall_s": .., "edits": ..}}}}}}')

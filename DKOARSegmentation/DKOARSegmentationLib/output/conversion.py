@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DKOARError
-from ..structures.catalogue import Catalogue
+from ..structures.catalogue import Catalogue, Structure
 from ..volume import Segmentation, Volume
 from .label_maps import write_labelmap_nifti, write_seg_nrrd
 from .rtstruct_reader import read_rtstruct_masks
@@ -40,17 +40,26 @@ def rtstruct_to_segmentation(path: Path | str, ct: Volume, catalogue: Catalogue)
             known.append((structure, mask))
         else:
             known.append((structure, mask))
-    labels = np.zeros(ct.shape, dtype=np.uint8)
+    labels, report.overlaps = paint_smallest_last(known, ct.shape)
+    structures = tuple(sorted((s for s, _ in known), key=lambda s: s.label))
+    return Segmentation(labels, ct.affine.copy(), structures, {"source": str(path)}), report
+
+
+def paint_smallest_last(known: list[tuple[Structure, np.ndarray]], shape) -> tuple[np.ndarray, dict[str, int]]:
+    """One label map from overlapping masks: the largest structure is painted first and the
+    smallest last, so a small organ drawn inside or against a large one (a lens in the eye, the
+    chiasm against the brain) keeps its voxels. Returns the map and the voxels each pair shared
+    ("Larger/Smaller" -> count)."""
+    labels = np.zeros(shape, dtype=np.uint8)
+    overlaps: dict[str, int] = {}
     owner: dict[int, str] = {}
     for structure, mask in sorted(known, key=lambda sm: -int(sm[1].sum())):
         clash = labels[mask]
         for other in np.unique(clash[clash > 0]):
-            key = f"{owner[int(other)]}/{structure.name}"
-            report.overlaps[key] = int(np.sum(clash == other))
+            overlaps[f"{owner[int(other)]}/{structure.name}"] = int(np.sum(clash == other))
         labels[mask] = structure.label
         owner[structure.label] = structure.name
-    structures = tuple(sorted((s for s, _ in known), key=lambda s: s.label))
-    return Segmentation(labels, ct.affine.copy(), structures, {"source": str(path)}), report
+    return labels, overlaps
 
 
 def write_segmentation_file(segmentation: Segmentation, path: Path | str, catalogue: Catalogue) -> Path:

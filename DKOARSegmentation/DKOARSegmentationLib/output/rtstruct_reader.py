@@ -17,8 +17,12 @@ from ..volume import Volume
 from .contours import polygons_to_mask
 
 
-def read_rtstruct_masks(path: Path | str, ct: Volume) -> dict[str, np.ndarray]:
-    """ROI name -> boolean mask on the CT's grid (k, j, i)."""
+def read_rtstruct_masks(path: Path | str, ct: Volume, off_slices: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """ROI name -> boolean mask on the CT's grid (k, j, i).
+
+    A contour that lies on no slice of the CT is refused, unless ``off_slices`` is given: then it
+    is left out and counted there per ROI name (clinical structure sets often reference slices that
+    were not exported with the CT; the rest of the structure is still read)."""
     path = Path(path)
     try:
         ds = pydicom.dcmread(path, force=True)  # some writers leave out the preamble and file meta
@@ -58,7 +62,10 @@ def read_rtstruct_masks(path: Path | str, ct: Volume) -> dict[str, np.ndarray]:
                 continue
             k = int(np.argmin(np.abs(slice_pos - float(np.mean(points @ normal)))))
             if abs(slice_pos[k] - float(np.mean(points @ normal))) > tolerance:
-                raise DKOARError(f"{path}: a contour of {name} lies between the CT's slices")
+                if off_slices is None:
+                    raise DKOARError(f"{path}: a contour of {name} lies between the CT's slices")
+                off_slices[name] = off_slices.get(name, 0) + 1
+                continue
             # solve points - origin = in_plane @ (x, y) for the pixel coordinates
             xy, *_ = np.linalg.lstsq(in_plane, (points - origins[k]).T, rcond=None)
             per_slice.setdefault(k, []).append(xy.T)

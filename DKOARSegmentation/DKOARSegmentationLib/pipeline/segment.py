@@ -27,6 +27,7 @@ from ..output.overview import write_overview
 from ..output.rtstruct_writer import RTStructOptions, write_rtstruct
 from ..progress import Progress
 from ..resources import demo_model_dir
+from ..structures.added import with_model_structures
 from ..structures.catalogue import Catalogue, default_catalogue
 from ..structures.model_labels import map_model_labels, to_catalogue_labels
 from ..volume import Segmentation, Volume
@@ -85,6 +86,7 @@ def segment(
 
     t = time.perf_counter()
     model = load_model(bundle, torch_device)
+    catalogue = with_model_structures(catalogue, bundle.card.get("structures"))
     mapping = map_model_labels(bundle.labels, catalogue)
     if mapping.unmapped:
         warnings.append("model labels that map to no catalogue structure: "

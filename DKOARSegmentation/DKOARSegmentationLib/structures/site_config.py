@@ -14,6 +14,13 @@ JSON::
         {"structure": "Lens_L", "include": false}],
      "keep_unlisted": false}
 
+A JSON configuration may also add structures of the site's own (``"add"``: name, SNOMED CT codes,
+colour, tolerance, guideline text; see ``added.py``) with new label numbers; they are kept whether
+listed or not, and without ``"structures"`` every catalogue structure is kept beside them::
+
+    {"add": [{"name": "Pituitary", "type": {"scheme": "SCT", "code": "56329008", "meaning": "Pituitary gland"},
+              "color": "#c800c8", "tolerance_mm": 1.5, "guideline": "..."}]}
+
 CSV (header row; every column but ``structure`` optional, an empty cell keeps the catalogue's value)::
 
     structure,name,color,roi_type,include
@@ -54,6 +61,7 @@ class SiteConfig:
     entries: tuple[SiteEntry, ...]
     keep_unlisted: bool = False
     source: str = ""
+    added: tuple[dict, ...] = ()  # definitions of the site's own structures (added.py)
 
 
 def _colour(value, where: str) -> tuple[int, int, int] | None:
@@ -122,13 +130,15 @@ def parse_site_config(text: str, fmt: str, source: str = "site configuration") -
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DKOARError(f"{source}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("structures"), list):
-            raise DKOARError(f"{source}: expected {{\"structures\": [...]}}")
-        entries = tuple(_entry(item, f"{source} entry {n + 1}") for n, item in enumerate(data["structures"]))
-        keep = data.get("keep_unlisted", False)
+        added = data.get("add", []) if isinstance(data, dict) else []
+        if not isinstance(data, dict) or not isinstance(data.get("structures", [] if added else None), list) \
+                or not isinstance(added, list):
+            raise DKOARError(f"{source}: expected {{\"structures\": [...]}} and/or {{\"add\": [...]}}")
+        entries = tuple(_entry(item, f"{source} entry {n + 1}") for n, item in enumerate(data.get("structures", [])))
+        keep = data.get("keep_unlisted", "structures" not in data)
         if not isinstance(keep, bool):
             raise DKOARError(f"{source}: keep_unlisted must be true or false")
-        return SiteConfig(entries, keep, source)
+        return SiteConfig(entries, keep, source, tuple(added))
     if fmt == "csv":
         reader = csv.DictReader(io.StringIO(text))
         if "structure" not in (reader.fieldnames or []):
@@ -152,12 +162,17 @@ class SiteCatalogue(Catalogue):
     """A catalogue restricted to a site's structures; ``excluded`` are the structures the site left
     out (a model label that maps to one is reported as excluded, not as unknown)."""
 
-    def __init__(self, structures, excluded=()):
+    def __init__(self, structures, excluded=(), guidelines: dict[str, str] | None = None):
         super().__init__(structures)
         self.excluded = Catalogue(excluded) if excluded else None
+        self.guidelines = dict(guidelines or {})  # guideline texts of structures the site added
 
 
 def apply_site_config(catalogue: Catalogue, config: SiteConfig) -> SiteCatalogue:
+    from .added import add_structures
+
+    added, guidelines = add_structures(catalogue, list(config.added), config.source) if config.added else ([], {})
+    catalogue = Catalogue(list(catalogue) + added)
     chosen: list[Structure] = []
     dropped: list[Structure] = []
     seen: set[int] = set()
@@ -178,13 +193,12 @@ def apply_site_config(catalogue: Catalogue, config: SiteConfig) -> SiteCatalogue
         s = dataclasses.replace(s, **changes) if changes else s
         (chosen if entry.include else dropped).append(s)
     rest = [s for s in catalogue if s.label not in seen]
-    if config.keep_unlisted:
-        chosen.extend(rest)
-    else:
-        dropped.extend(rest)
+    new = {s.label for s in added}
+    chosen.extend(s for s in rest if config.keep_unlisted or s.label in new)
+    dropped.extend(s for s in rest if not (config.keep_unlisted or s.label in new))
     if not chosen:
         raise DKOARError(f"{config.source}: no structure is chosen")
-    return SiteCatalogue(chosen, dropped)
+    return SiteCatalogue(chosen, dropped, guidelines)
 
 
 def parse_structure_names(text: str) -> list[str]:
@@ -207,4 +221,4 @@ def choose_structures(catalogue: Catalogue, names) -> SiteCatalogue:
     excluded = [s for s in structures if s.label not in chosen]
     if isinstance(catalogue, SiteCatalogue) and catalogue.excluded is not None:
         excluded = list(catalogue.excluded) + excluded
-    return SiteCatalogue([s for s in structures if s.label in chosen], excluded)
+    return SiteCatalogue([s for s in structures if s.label in chosen], excluded, getattr(catalogue, "guidelines", None))

@@ -1,0 +1,2 @@
+"""Research: from a cohort of contoured CTs to an nnU-Net dataset, a trained model, and two models
+compared on the same cases."""

@@ -166,17 +166,29 @@ def _orient(hu, labels, axes, grid: PhantomGrid, position: str, seed: int, catal
 
 
 def write_phantom(out_dir: Path | str, seed: int = 0, position: str = "HFS", grid: PhantomGrid = PhantomGrid(),
-                  catalogue: Catalogue | None = None) -> Phantom:
-    """Write ``out_dir/ct/`` (a DICOM CT series), ``truth.nii.gz`` and ``truth.seg.nrrd``."""
-    from ..atomic import atomic_directory
+                  catalogue: Catalogue | None = None, replace: bool = False) -> Phantom:
+    """Write ``out_dir/ct/`` (a DICOM CT series), ``truth.nii.gz`` and ``truth.seg.nrrd``.
+
+    Existing ones are refused, before any work, unless ``replace``: ``out_dir/ct`` may be a real
+    CT the user keeps there."""
+    import shutil
+
+    from ..atomic import atomic_directory, check_output_folder, prepare_output_folder
     from ..output.label_maps import write_labelmap_nifti, write_seg_nrrd
     from .ct_series_writer import write_ct_series
 
+    out_dir = check_output_folder(Path(out_dir))
+    outputs = (out_dir / "ct", out_dir / "truth.nii.gz", out_dir / "truth.seg.nrrd")
+    existing = [p for p in outputs if p.exists()]
+    if existing and not replace:
+        raise DKOARError(f"{existing[0]}: already exists, and a phantom never replaces what is there; choose another "
+                         "output folder or remove it")
     catalogue = catalogue or default_catalogue()
     phantom = generate_phantom(seed, position, grid, catalogue)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(out_dir / "ct") as tmp:
+    prepare_output_folder(out_dir)
+    if replace and outputs[0].is_dir():
+        shutil.rmtree(outputs[0])
+    with atomic_directory(outputs[0]) as tmp:
         phantom.ct.dicom = write_ct_series(phantom.ct, tmp, seed=seed, position=position)
     write_labelmap_nifti(phantom.truth, out_dir / "truth.nii.gz")
     write_seg_nrrd(phantom.truth, out_dir / "truth.seg.nrrd", catalogue)

@@ -20,6 +20,11 @@ def _cmd_compare(args) -> int:
     from ..monitoring.contour_sets import read_contour_set
     from ..structures.catalogue import default_catalogue
 
+    from ..atomic import check_output_file
+    from ..monitoring.comparison_files import comparison_paths
+
+    for path in comparison_paths(args.out):
+        check_output_file(path, inputs=(args.ai, args.final))
     catalogue = default_catalogue()
     ct = None
     if args.ct is not None:
@@ -41,26 +46,41 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_log_add(args) -> int:
+    from ..atomic import check_output_file
     from ..input.ct_loader import load_dicom_ct
-    from ..monitoring.case_from_files import add_case, read_times
-    from ..monitoring.correction_log import open_log
+    from ..monitoring.case_from_files import compare_case, log_case, read_times
+    from ..monitoring.correction_log import check_when, open_log, site_key_fingerprint
     from ..monitoring.pseudonym import key_is_private, key_path_from, load_site_key
 
+    # everything that can refuse the case is checked before anything is written: a refused case
+    # leaves neither a new site key nor a new log behind
     key_path = key_path_from(args.site_key)
     if key_path.resolve() == args.log.resolve():
         raise DKOARError("the site key must be kept outside the log: give another file to --site-key")
-    key = load_site_key(key_path)
+    check_output_file(args.log, inputs=(args.ai, args.final, args.times, key_path))
+    if args.date is not None:
+        check_when(args.date)
+    times = read_times(args.times) if args.times else None
+    key = load_site_key(key_path, create=False) if key_path.exists() else None
+    if key is None:
+        check_output_file(key_path)
+    started_with = site_key_fingerprint(args.log) if args.log.exists() else None
+    if started_with is not None and (key is None or key.fingerprint != started_with):
+        raise DKOARError(f"{args.log}: this log's patients were keyed with another site key; give the site key it "
+                         "was started with (--site-key or DKOAR_SITE_KEY)")
+    ct = load_dicom_ct(args.ct, args.series, "a logged case")
+    case = compare_case(ai_path=args.ai, final_path=args.final, ct=ct, model_name=args.model_name,
+                        model_version=args.model_version)
+
+    key = key or load_site_key(key_path)
     if key.created:
         print(f"created a new site key {key.path} (permissions 0600): keep it secret, outside the log and in the "
               "site's backup; the same key must be given for every case of this log")
     elif not key_is_private(key.path):
         print(f"warning: {key.path} is readable by other users; restrict it with chmod 600", file=sys.stderr)
-    times = read_times(args.times) if args.times else None
-    ct = load_dicom_ct(args.ct, args.series, "a logged case")
     with open_log(args.log) as log:
-        added = add_case(log, ai_path=args.ai, final_path=args.final, ct=ct, key=key, site=args.site, times=times,
-                         model_name=args.model_name, model_version=args.model_version,
-                         model_hash=args.model_hash, started_at=args.date)
+        added = log_case(log, case, key, site=args.site, times=times, model_hash=args.model_hash,
+                         started_at=args.date)
     changed = sum(1 for r in added.results.values() if not r.unchanged)
     model = f"{added.model_name} {added.model_version}".strip() or "unknown model"
     print(f"case {added.case_id} added to {args.log}: {len(added.results)} structures, {changed} changed by the "

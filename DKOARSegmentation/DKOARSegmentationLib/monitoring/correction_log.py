@@ -25,7 +25,9 @@ The API is what the Slicer module uses: ``open_log``, ``start_case``, ``record_e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import functools
 import json
 import re
 import sqlite3
@@ -36,6 +38,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import DKOARError
 from .comparison import StructureComparison
+from .log_integrity import BUSY_TIMEOUT_S, WriteTransaction, check_log, log_error, table_columns
 
 # Each entry takes a log from the previous version to its own; never edit a released one.
 MIGRATIONS: dict[int, str] = {
@@ -95,6 +98,7 @@ MIGRATIONS: dict[int, str] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+YEARS = (1990, 2100)  # the years a correction can be dated in
 
 
 @dataclass(frozen=True)
@@ -135,14 +139,26 @@ RESULT_COLUMNS = tuple(f.name for f in fields(StructureResult))
 def _utc_text(when: _dt.datetime | str | None) -> str:
     if when is None:
         when = _dt.datetime.now(_dt.timezone.utc)
+    given = when
     if isinstance(when, str):
         try:
             when = _dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
         except ValueError:
             raise DKOARError(f"{when!r} is not a date and time (use ISO 8601, e.g. 2026-03-01T09:30)") from None
+    # a correction happens in this era; checking before converting also keeps the first and last
+    # representable days (year 1, year 9999) from overflowing in the time-zone conversion
+    if not YEARS[0] <= when.year <= YEARS[1]:
+        raise DKOARError(f"{given!s} is not a time a correction was made at "
+                         f"(give a date between {YEARS[0]} and {YEARS[1]})")
     if when.tzinfo is None:
         when = when.astimezone()  # a naive time is the computer's local time
     return when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_when(when: _dt.datetime | str | None) -> str:
+    """The time as the log stores it (UTC text); refuses what is not a plausible time of a
+    correction, so that a command can refuse it before any work."""
+    return _utc_text(when)
 
 
 def _check_key(value: str | None, what: str) -> str | None:
@@ -196,11 +212,15 @@ class CorrectionLog:
 
     # -- site key --------------------------------------------------------------------------
     def check_site_key(self, fingerprint: str) -> None:
-        """Remember the site key's fingerprint; refuse a log whose pseudonyms came from another key."""
-        row = self.connection.execute("SELECT value FROM meta WHERE key = 'site_key_fingerprint'").fetchone()
-        if row is None:
-            self.connection.execute("INSERT INTO meta (key, value) VALUES ('site_key_fingerprint', ?)", (fingerprint,))
-        elif row[0] != fingerprint:
+        """Remember the site key's fingerprint; refuse a log whose pseudonyms came from another key.
+
+        The first key wins: the insert and the check are one write transaction, so that two
+        processes starting a new log at once cannot both find no key and both insert theirs."""
+        with self._transaction():
+            self.connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('site_key_fingerprint', ?)",
+                                    (fingerprint,))
+            row = self.connection.execute("SELECT value FROM meta WHERE key = 'site_key_fingerprint'").fetchone()
+        if row[0] != fingerprint:
             raise DKOARError(f"{self.path}: this log's patients were keyed with another site key; "
                              "give the site key it was started with (--site-key or DKOAR_SITE_KEY)")
 
@@ -257,18 +277,13 @@ class CorrectionLog:
                 "UPDATE cases SET finished_at = ?, final_contours_sha256 = COALESCE(?, final_contours_sha256) "
                 "WHERE case_id = ?", (_utc_text(finished_at), final_contours_sha256, int(case_id)))
 
+    def transaction(self):
+        """A write transaction for several calls (``with log.transaction(): ...``): all of them are
+        stored, or none. Calls that open their own transaction join an enclosing one."""
+        return self._transaction()
+
     def _transaction(self):
-        connection = self.connection
-
-        class _Tx:
-            def __enter__(self):
-                connection.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, exc_type, exc, tb):
-                connection.execute("COMMIT" if exc_type is None else "ROLLBACK")
-                return False
-
-        return _Tx()
+        return WriteTransaction(self.connection, self.path)
 
     # -- reading ---------------------------------------------------------------------------
     def cases(self) -> list[dict]:
@@ -288,14 +303,42 @@ class CorrectionLog:
         return {row[1]: dict(zip(names, row)) for row in cursor}
 
 
+@functools.lru_cache(maxsize=1)
+def _expected_columns() -> dict[str, list[tuple[str, str]]]:
+    """Table -> (column, declared type) of a log made by the migrations above."""
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(memory)
+        return table_columns(memory)
+    finally:
+        memory.close()
+
+
+def check_schema(connection: sqlite3.Connection, path: Path) -> None:
+    """See ``log_integrity.check_log``: undamaged, and the tables of the migrations above."""
+    check_log(connection, path, _expected_columns())
+
+
+def site_key_fingerprint(path: Path | str) -> str | None:
+    """The fingerprint of the site key an existing log was started with (None: not yet), read
+    without writing, after checking the log (``check_schema``); for refusing a command before it
+    does its work."""
+    memory = read_only_copy(path)
+    try:
+        row = memory.execute("SELECT value FROM meta WHERE key = 'site_key_fingerprint'").fetchone()
+    finally:
+        memory.close()
+    return None if row is None else str(row[0])
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     try:
-        connection = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+        connection = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S)
         connection.execute("PRAGMA user_version").fetchone()
     except sqlite3.OperationalError as exc:  # no such folder, no permission, locked
         raise DKOARError(f"{path}: cannot open the correction log ({exc})") from None
     except sqlite3.DatabaseError as exc:
-        raise DKOARError(f"{path}: not a correction log ({exc})") from None
+        raise log_error(path, exc) from None
     return connection
 
 
@@ -308,25 +351,34 @@ def open_log(path: Path | str, durable: bool = True) -> CorrectionLog:
     path = Path(path)
     if path.is_dir():
         raise DKOARError(f"{path}: a folder; the correction log is a file (e.g. corrections.sqlite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = _connect(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DKOARError(f"{path.parent}: cannot make the log's folder ({exc.strerror}); choose another place "
+                         "for the log") from None
+    connection = _connect(path)
+    with _closed_on_error(connection, path):
         mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise DKOARError(f"{path}: cannot use write-ahead logging here (journal mode {mode}); put the log on a local disk")
         connection.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         connection.execute("PRAGMA foreign_keys=ON")
         migrate(connection)
-    except sqlite3.OperationalError as exc:
-        connection.close()
-        raise DKOARError(f"{path}: cannot use the correction log ({exc})") from None
+        check_schema(connection, path)
+    return CorrectionLog(connection, path)
+
+
+@contextlib.contextmanager
+def _closed_on_error(connection: sqlite3.Connection, path: Path):
+    """Close ``connection`` when the block fails, SQLite's complaint turned into one line naming the log."""
+    try:
+        yield
     except sqlite3.DatabaseError as exc:
         connection.close()
-        raise DKOARError(f"{path}: not a correction log ({exc})") from None
+        raise log_error(path, exc) from None
     except BaseException:
         connection.close()
         raise
-    return CorrectionLog(connection, path)
 
 
 def read_only_copy(path: Path | str) -> sqlite3.Connection:
@@ -338,15 +390,15 @@ def read_only_copy(path: Path | str) -> sqlite3.Connection:
     source = _connect(path)
     memory = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        source.backup(memory)
-    except sqlite3.DatabaseError as exc:
-        raise DKOARError(f"{path}: not a correction log ({exc})") from None
+        with _closed_on_error(memory, path):
+            source.backup(memory)
+            version = int(memory.execute("PRAGMA user_version").fetchone()[0])
+            if version == 0:
+                has_cases = memory.execute("SELECT 1 FROM sqlite_master WHERE name = 'cases'").fetchone()
+                if not has_cases:
+                    raise DKOARError(f"{path}: not a correction log (no cases table)")
+            migrate(memory)
+            check_schema(memory, path)
     finally:
         source.close()
-    version = int(memory.execute("PRAGMA user_version").fetchone()[0])
-    if version == 0:
-        has_cases = memory.execute("SELECT 1 FROM sqlite_master WHERE name = 'cases'").fetchone()
-        if not has_cases:
-            raise DKOARError(f"{path}: not a correction log (no cases table)")
-    migrate(memory)
     return memory

@@ -17,7 +17,7 @@ from DKOARSegmentationLib.volume import Segmentation, Volume
 
 # 5 mm pixels, 10 mm slices: a 48 x 48 x 13 CT, the head still there
 TINY_GRID = PhantomGrid(matrix=48, pixel_mm=5.0, slice_mm=10.0, z_min=-60.0, z_max=60.0)
-STRUCTURES = ("Brain", "Brainstem", "Mandible")
+STRUCTURES = ("Brainstem", "SpinalCord", "Parotid_L")
 
 
 @dataclass
@@ -37,9 +37,10 @@ def write_tiny_case(folder: Path, seed: int = 5, structures=STRUCTURES) -> TinyC
     kept = tuple(catalogue.by_name(name) for name in structures)
     labels = np.where(np.isin(phantom.truth.labels, [s.label for s in kept]), phantom.truth.labels, 0).astype(np.uint8)
     truth = Segmentation(labels, phantom.truth.affine.copy(), kept)
-    edited = labels.copy()
-    brain = catalogue.by_name("Brain").label
-    edited[np.nonzero(edited == brain)[0].max()][edited[np.nonzero(edited == brain)[0].max()] == brain] = 0
+    edited = labels.copy()  # the clinician removed the top slice of the first structure
+    first = kept[0].label
+    top = int(np.nonzero(edited == first)[0].max())
+    edited[top][edited[top] == first] = 0
     options = RTStructOptions(model_name="DK-OAR", model_version="1.0")
     write_rtstruct(phantom.ct, truth, folder / "ai.dcm", options)
     write_rtstruct(phantom.ct, Segmentation(edited, truth.affine.copy(), kept), folder / "final.dcm", options)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import Testing.dicom_factory as fac
 from DKOARSegmentationLib.atomic import PARTIAL_MARK, atomic_path
 from DKOARSegmentationLib.cli import main
 from DKOARSegmentationLib.output.label_maps import write_labelmap_nifti
@@ -143,15 +144,22 @@ def test_segment_refuses_an_unwritable_output_before_the_inference(tiny, tmp_pat
         pipeline.segment(tiny.ct_dir, tmp_path / "file")
 
 
-def test_phantom_never_replaces_an_existing_ct_folder(tmp_path, capsys):
+def test_phantom_replaces_only_a_phantom_never_a_ct_folder_of_the_user(tmp_path, capsys):
+    phantom = ["phantom", "--matrix", "32", "--slice-mm", "20", "--out"]
     (tmp_path / "ct").mkdir()
     (tmp_path / "ct" / "patient_slice.dcm").write_text("a real patient's CT")
-    code, err = _run(["phantom", "--out", tmp_path, "--matrix", "32", "--slice-mm", "20"], capsys)
-    _assert_refused(code, err, str(tmp_path / "ct"), "already exists")
+    code, err = _run(phantom + [tmp_path], capsys)
+    _assert_refused(code, err, str(tmp_path / "ct"), "not a phantom written by dkoar")
     assert (tmp_path / "ct" / "patient_slice.dcm").read_text() == "a real patient's CT"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ct"]
-    code, _ = _run(["phantom", "--out", tmp_path / "new", "--matrix", "32", "--slice-mm", "20"], capsys)
-    assert code == 0 and (tmp_path / "new" / "ct").is_dir() and (tmp_path / "new" / "truth.nii.gz").is_file()
+    real = fac.write_series(tmp_path / "real" / "ct", n=3)  # named CT_000.dcm.., but a scanner's, not a phantom
+    code, err = _run(phantom + [tmp_path / "real"], capsys)
+    assert code == 2 and sorted((tmp_path / "real" / "ct").iterdir()) == real
+    # an earlier phantom is replaced: `dkoar demo` and `make demo` run again in the same place
+    assert _run(phantom + [tmp_path / "new"], capsys)[0] == 0
+    first = sorted(p.name for p in (tmp_path / "new" / "ct").iterdir())
+    assert _run(phantom + [tmp_path / "new", "--seed", "4"], capsys)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "new" / "ct").iterdir()) == first
 
 
 @pytest.mark.parametrize("umask, commands", [

@@ -34,7 +34,7 @@ def main() -> int:
     scores: dict[str, list[float]] = {s.name: [] for s in catalogue}
     for seed in args.seeds:
         case = args.work / f"seed_{seed}"
-        phantom = write_phantom(case / "phantom", seed=seed, position=args.position, grid=PhantomGrid(), replace=True)
+        phantom = write_phantom(case / "phantom", seed=seed, position=args.position, grid=PhantomGrid())
         result = segment(case / "phantom" / "ct", case / "result", model_path=model, device="cpu")
         per = dice_per_structure(result.segmentation.labels, phantom.truth.labels, tuple(catalogue))
         for name, value in per.items():

@@ -13,9 +13,9 @@ LABEL_MAP_HELP = "label map (.nii.gz, .nrrd, .mha, .seg.nrrd), catalogue numberi
 
 def _dicom_ct_and_labels(args, what: str):
     """The DICOM CT and the label map on its grid that an export command writes ``what`` from."""
+    from ..atomic import check_output_file
     from ..input.ct_loader import load_dicom_ct
     from ..output.label_maps import read_labelmap
-    from ..atomic import check_output_file
     from ..structures.catalogue import default_catalogue
 
     check_output_file(args.out, inputs=(args.labels,))

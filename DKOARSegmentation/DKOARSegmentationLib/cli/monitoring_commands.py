@@ -15,13 +15,11 @@ TIMES_HELP = ("JSON of the correction times per structure: {\"structures\": {\"P
 
 
 def _cmd_compare(args) -> int:
+    from ..atomic import check_output_file
     from ..monitoring.comparison import compare_contour_sets
-    from ..monitoring.comparison_files import write_comparison
+    from ..monitoring.comparison_files import comparison_paths, write_comparison
     from ..monitoring.contour_sets import read_contour_set
     from ..structures.catalogue import default_catalogue
-
-    from ..atomic import check_output_file
-    from ..monitoring.comparison_files import comparison_paths
 
     for path in comparison_paths(args.out):
         check_output_file(path, inputs=(args.ai, args.final))

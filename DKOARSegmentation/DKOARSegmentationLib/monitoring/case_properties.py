@@ -7,7 +7,6 @@ from ..volume import Volume
 from .correction_log import CTProperties
 from .pseudonym import SiteKey
 
-
 MAX_TEXT = 64  # a DICOM LO value's length; longer text in these fields is not the scanner's
 
 

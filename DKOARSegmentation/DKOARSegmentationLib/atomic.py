@@ -40,12 +40,18 @@ def _running(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError):
+        import psutil
+    except ImportError:  # pragma: no cover - psutil is a dependency
+        if os.name != "posix":
+            return True  # os.kill(pid, 0) would send Ctrl+C on Windows: keep the file rather
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, OverflowError, ValueError):
+            return True
         return True
-    return True
+    return psutil.pid_exists(pid)
 
 
 def remove_stale_partials(folder: Path | str) -> int:

@@ -135,6 +135,17 @@ def test_a_refused_log_add_leaves_neither_key_nor_log(tiny, tmp_path, capsys):
     assert not other.exists() and log.stat().st_size == size
 
 
+def test_a_log_another_process_is_creating_counts_as_new(tiny, tmp_path, capsys):
+    """Between a new log's file appearing and its tables being committed, another `log add` finds it."""
+    log = tmp_path / "log.sqlite"
+    log.write_bytes(b"")  # what sqlite makes first
+    assert main(_log_add(tiny, log, tmp_path / "site.key")) == 0, capsys.readouterr().err
+    creating = sqlite3.connect(tmp_path / "other.sqlite", isolation_level=None)
+    creating.execute("PRAGMA journal_mode=WAL")  # the first step of open_log, before the schema
+    assert main(_log_add(tiny, tmp_path / "other.sqlite", tmp_path / "site.key")) == 0, capsys.readouterr().err
+    creating.close()
+
+
 def _count(db: Path) -> tuple[int, int]:
     connection = sqlite3.connect(db)
     try:

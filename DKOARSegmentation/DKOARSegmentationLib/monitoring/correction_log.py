@@ -322,7 +322,15 @@ def check_schema(connection: sqlite3.Connection, path: Path) -> None:
 def site_key_fingerprint(path: Path | str) -> str | None:
     """The fingerprint of the site key an existing log was started with (None: not yet), read
     without writing, after checking the log (``check_schema``); for refusing a command before it
-    does its work."""
+    does its work. A log another process is creating right now (no tables yet) is not started."""
+    path = Path(path)
+    connection = _connect(path)
+    try:
+        with _closed_on_error(connection, path):
+            if connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+                return None
+    finally:
+        connection.close()
     memory = read_only_copy(path)
     try:
         row = memory.execute("SELECT value FROM meta WHERE key = 'site_key_fingerprint'").fetchone()

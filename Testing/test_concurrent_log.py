@@ -27,19 +27,25 @@ def tiny(tmp_path_factory):
     return write_tiny_case(tmp_path_factory.mktemp("tiny"))
 
 
-def _start_together(script: str, args_per_process: list[list[str]], work: Path, timeout: float = 300):
-    """Run ``script`` in one process per argument list, all released at the same moment (once all
-    have imported what they need); returns (return codes, stdouts, stderrs)."""
+def _spawn_ready(script: str, args_per_process: list[list[str]], work: Path, timeout: float = 300):
+    """One process running ``script`` per argument list, returned once each has imported what it
+    needs (it says so with a file ready.PID) and waits for its go file (its first argument)."""
     (work / "worker.py").write_text(textwrap.dedent(script))
-    go = work / "go"
-    processes = [subprocess.Popen([sys.executable, str(work / "worker.py"), str(go), *args], stdout=subprocess.PIPE,
+    processes = [subprocess.Popen([sys.executable, str(work / "worker.py"), *args], stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, cwd=work) for args in args_per_process]
-    for n in range(len(processes)):  # each says "ready" once imported
+    for process in processes:
         deadline = time.monotonic() + timeout
-        while not (work / f"ready.{processes[n].pid}").exists():
-            assert time.monotonic() < deadline and processes[n].poll() is None, processes[n].communicate()
+        while not (work / f"ready.{process.pid}").exists():
+            assert time.monotonic() < deadline and process.poll() is None, process.communicate()
             time.sleep(0.02)
-    go.touch()
+    return processes
+
+
+def _start_together(script: str, args_per_process: list[list[str]], work: Path, timeout: float = 300):
+    """Run ``script`` in one process per argument list, all released at the same moment; returns
+    (return codes, stdouts, stderrs)."""
+    processes = _spawn_ready(script, [[str(work / "go"), *args] for args in args_per_process], work, timeout)
+    (work / "go").touch()
     outputs = [p.communicate(timeout=timeout) for p in processes]
     return [p.returncode for p in processes], [o for o, _ in outputs], [e for _, e in outputs]
 
@@ -162,33 +168,43 @@ STRESS_PROCESSES, STRESS_ADDS, STRESS_TRIALS = 4, 25, 5
 @pytest.mark.slow
 def test_four_processes_adding_25_cases_each_to_one_new_log_lose_none(tiny, tmp_path):
     """The stress test: 4 processes x 25 `dkoar log add` (the command's own entry point, called 25
-    times in each process so that Python starts 4 times, not 100) on one new log with a new site
-    key, released at the same moment; 100 cases and no error, in each of 5 trials."""
+    times in each process) on one new log with a new site key, released at the same moment; 100
+    cases and no error, in each of 5 trials. The 4 processes run all 5 trials (Python starts 4
+    times, not 100 or 20), each trial on a new log and key, after a barrier."""
     script = _PREAMBLE.format(imports="import contextlib, io\n    from DKOARSegmentationLib.cli import main") + """
-    args, n = sys.argv[2:-1], int(sys.argv[-1])
+    trials, adds, template = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
     failures = []
-    for i in range(n):
-        err = io.StringIO()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-            code = main(args)
-        if code != 0:
-            failures.append(err.getvalue().strip())
+    for trial in range(trials):
+        while not Path(f"go.{trial}").exists():
+            time.sleep(0.001)
+        args = [a.replace("TRIAL", str(trial)) for a in template]
+        for _ in range(adds):
+            err = io.StringIO()
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                if main(args) != 0:
+                    failures.append(f"trial {trial}: {err.getvalue().strip()}")
+        Path(f"done.{trial}.{os.getpid()}").touch()
     print("\\n".join(failures), file=sys.stderr)
     sys.exit(1 if failures else 0)
     """
+    logs = tmp_path / "TRIAL" / "logs" / "cases.sqlite"
+    arguments = [str(tmp_path / "go.0"), str(STRESS_TRIALS), str(STRESS_ADDS),
+                 *_log_add(tiny, logs, tmp_path / "TRIAL" / "keys" / "site.key")]
+    processes = _spawn_ready(script, [arguments] * STRESS_PROCESSES, tmp_path)
     figures = []
-    for trial in range(STRESS_TRIALS):
-        work = tmp_path / f"trial{trial}"
-        work.mkdir()
-        log, key = work / "logs" / "cases.sqlite", work / "keys" / "site.key"
-        start = time.perf_counter()
-        codes, _, errors = _start_together(script, [_log_add(tiny, log, key) + [str(STRESS_ADDS)]] * STRESS_PROCESSES,
-                                           work)
-        seconds = time.perf_counter() - start
-        assert codes == [0] * STRESS_PROCESSES, (trial, errors)
-        assert _count(log) == (STRESS_PROCESSES * STRESS_ADDS, 1), trial  # every case, one patient, one key
-        assert "Traceback" not in "".join(errors)
-        figures.append(seconds)
+    try:
+        for trial in range(STRESS_TRIALS):
+            start = time.perf_counter()
+            (tmp_path / f"go.{trial}").touch()
+            while len(list(tmp_path.glob(f"done.{trial}.*"))) < STRESS_PROCESSES:
+                assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
+                time.sleep(0.01)
+            figures.append(time.perf_counter() - start)
+            log = Path(str(logs).replace("TRIAL", str(trial)))
+            assert _count(log) == (STRESS_PROCESSES * STRESS_ADDS, 1), trial  # every case, one patient, one key
+    finally:
+        outputs = [p.communicate(timeout=300) for p in processes]
+    assert [p.returncode for p in processes] == [0] * STRESS_PROCESSES, [e for _, e in outputs]
     print(f"\nstress: {STRESS_TRIALS} trials of {STRESS_PROCESSES} processes x {STRESS_ADDS} log add: "
           f"{STRESS_PROCESSES * STRESS_ADDS} cases each, none lost; "
           f"{', '.join(f'{s:.1f}' for s in figures)} s per trial")

@@ -10,13 +10,7 @@ import pytest
 from DKOARSegmentationLib.cli.main import main
 from DKOARSegmentationLib.errors import DKOARError
 from DKOARSegmentationLib.monitoring.pseudonym import SiteKey
-from DKOARSegmentationLib.practice.history import (
-    SCHEMA_VERSION,
-    PracticeCase,
-    open_history,
-    read_history,
-    trainee_key,
-)
+from DKOARSegmentationLib.practice.history import SCHEMA_VERSION, PracticeCase, open_history, read_history, trainee_key
 from DKOARSegmentationLib.practice.report import (
     border_statistics,
     build_practice_report,

@@ -15,6 +15,7 @@ from DKOARSegmentationLib.phantom import generate_phantom  # noqa: E402
 from DKOARSegmentationLib.practice.history import read_history, trainee_key  # noqa: E402
 from DKOARSegmentationMRML.practice import PracticeLogic  # noqa: E402
 from DKOARSegmentationMRML.result_loading import load_segmentation, segment_ids  # noqa: E402
+
 # the fixture "core" (a Slicer application without Qt) is the MRML tests' own
 from Testing.test_slicer_mrml import TINY_GRID, Clock, _dicom_ct_node, core  # noqa: E402, F401
 

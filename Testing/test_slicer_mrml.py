@@ -798,7 +798,7 @@ def test_a_refused_run_starts_nothing(core, phantom_factory, tmp_path):
     with pytest.raises(DKOARError, match="select a planning CT"):
         logic.segmentVolume(None, str(work / "out"))
     (work / "file").write_text("x")
-    with pytest.raises(DKOARError, match="cannot create the output folder"):
+    with pytest.raises(DKOARError, match="is a file, so nothing can be written below it"):
         logic.startSegmentationProcess(ct_node, str(work / "file" / "out"))
     assert launched == [] and not logic.processRunning
     assert sorted(p.name for p in work.iterdir()) == ["file"], "a refused run left files behind"

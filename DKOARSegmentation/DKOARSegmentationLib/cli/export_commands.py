@@ -13,10 +13,12 @@ LABEL_MAP_HELP = "label map (.nii.gz, .nrrd, .mha, .seg.nrrd), catalogue numberi
 
 def _dicom_ct_and_labels(args, what: str):
     """The DICOM CT and the label map on its grid that an export command writes ``what`` from."""
+    from ..atomic import check_output_file
     from ..input.ct_loader import load_dicom_ct
     from ..output.label_maps import read_labelmap
     from ..structures.catalogue import default_catalogue
 
+    check_output_file(args.out, inputs=(args.labels,))
     ct = load_dicom_ct(args.ct, args.series, what)
     segmentation = read_labelmap(args.labels, default_catalogue())
     if segmentation.labels.shape != ct.shape:
@@ -50,10 +52,12 @@ def _cmd_export_seg(args) -> int:
 
 
 def _cmd_rtstruct_to_labels(args) -> int:
+    from ..atomic import check_output_file
     from ..input.ct_loader import load_ct
-    from ..output.conversion import rtstruct_to_segmentation, write_segmentation_file
+    from ..output.conversion import check_segmentation_file_name, rtstruct_to_segmentation, write_segmentation_file
     from ..structures.catalogue import default_catalogue
 
+    check_output_file(check_segmentation_file_name(args.out), inputs=(args.rtstruct,))
     catalogue = default_catalogue()
     ct = load_ct(args.ct, args.series)
     segmentation, report = rtstruct_to_segmentation(args.rtstruct, ct, catalogue)

@@ -11,8 +11,15 @@ import sys
 
 from .. import __version__
 from ..errors import DKOARError
-from . import (export_commands, model_commands, monitoring_commands, node_commands, practice_commands,
-               research_commands, segment_commands)
+from . import (
+    export_commands,
+    model_commands,
+    monitoring_commands,
+    node_commands,
+    practice_commands,
+    research_commands,
+    segment_commands,
+)
 from .options import OneLineErrors
 
 

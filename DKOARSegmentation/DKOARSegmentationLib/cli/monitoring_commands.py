@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .options import OneLineErrors, add_ct_options, site_key_for
+from ..errors import DKOARError
+from .options import OneLineErrors, add_ct_options, announce_site_key, site_key_path_for
 
 TIMES_HELP = ("JSON of the correction times per structure: {\"structures\": {\"Parotid_L\": {\"active_s\": 42.5, "
               "\"wall_s\": 75, \"edits\": 3}, ...}} - active_s: seconds of editing without idle pauses, wall_s: "
@@ -13,11 +14,14 @@ TIMES_HELP = ("JSON of the correction times per structure: {\"structures\": {\"P
 
 
 def _cmd_compare(args) -> int:
+    from ..atomic import check_output_file
     from ..monitoring.comparison import compare_contour_sets
-    from ..monitoring.comparison_files import write_comparison
+    from ..monitoring.comparison_files import comparison_paths, write_comparison
     from ..monitoring.contour_sets import read_contour_set
     from ..structures.catalogue import default_catalogue
 
+    for path in comparison_paths(args.out):
+        check_output_file(path, inputs=(args.ai, args.final))
     catalogue = default_catalogue()
     ct = None
     if args.ct is not None:
@@ -39,17 +43,35 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_log_add(args) -> int:
+    from ..atomic import check_output_file
     from ..input.ct_loader import load_dicom_ct
-    from ..monitoring.case_from_files import add_case, read_times
-    from ..monitoring.correction_log import open_log
+    from ..monitoring.case_from_files import compare_case, log_case, read_times
+    from ..monitoring.correction_log import check_when, open_log, site_key_fingerprint
+    from ..monitoring.pseudonym import load_site_key
 
-    key = site_key_for(args.site_key, args.log)
+    # everything that can refuse the case is checked before anything is written: a refused case
+    # leaves neither a new site key nor a new log behind
+    key_path = site_key_path_for(args.site_key, args.log)
+    check_output_file(args.log, inputs=(args.ai, args.final, args.times, key_path))
+    if args.date is not None:
+        check_when(args.date)
     times = read_times(args.times) if args.times else None
+    key = load_site_key(key_path, create=False) if key_path.exists() else None
+    if key is None:
+        check_output_file(key_path)
+    started_with = site_key_fingerprint(args.log) if args.log.exists() else None
+    if started_with is not None and (key is None or key.fingerprint != started_with):
+        raise DKOARError(f"{args.log}: this log's patients were keyed with another site key; give the site key it "
+                         "was started with (--site-key or DKOAR_SITE_KEY)")
     ct = load_dicom_ct(args.ct, args.series, "a logged case")
+    case = compare_case(ai_path=args.ai, final_path=args.final, ct=ct, model_name=args.model_name,
+                        model_version=args.model_version)
+
+    key = key or load_site_key(key_path)
+    announce_site_key(key)
     with open_log(args.log) as log:
-        added = add_case(log, ai_path=args.ai, final_path=args.final, ct=ct, key=key, site=args.site, times=times,
-                         model_name=args.model_name, model_version=args.model_version,
-                         model_hash=args.model_hash, started_at=args.date)
+        added = log_case(log, case, key, site=args.site, times=times, model_hash=args.model_hash,
+                         started_at=args.date)
     changed = sum(1 for r in added.results.values() if not r.unchanged)
     model = f"{added.model_name} {added.model_version}".strip() or "unknown model"
     print(f"case {added.case_id} added to {args.log}: {len(added.results)} structures, {changed} changed by the "

@@ -45,19 +45,33 @@ def segment_kwargs(args) -> dict:
     return kwargs
 
 
-def site_key_for(argument: Path | None, log: Path):
-    """The site key of ``--site-key`` (else DKOAR_SITE_KEY) for a log: refused when it is the log
-    itself; a new key is announced, a key readable by others warned about."""
+def site_key_path_for(argument: Path | None, log: Path) -> Path:
+    """The site key file of ``--site-key`` (else DKOAR_SITE_KEY) for a log; refused when it is the
+    log itself."""
     from ..errors import DKOARError
-    from ..monitoring.pseudonym import key_is_private, key_path_from, load_site_key
+    from ..monitoring.pseudonym import key_path_from
 
     key_path = key_path_from(argument)
     if key_path.resolve() == Path(log).resolve():
         raise DKOARError("the site key must be kept outside the log: give another file to --site-key")
-    key = load_site_key(key_path)
+    return key_path
+
+
+def announce_site_key(key) -> None:
+    """A new key is announced (it must be kept and backed up), a key readable by others warned about."""
+    from ..monitoring.pseudonym import key_is_private
+
     if key.created:
         print(f"created a new site key {key.path} (permissions 0600): keep it secret, outside the log and in the "
               "site's backup; the same key must be given for every case of this log")
     elif not key_is_private(key.path):
         print(f"warning: {key.path} is readable by other users; restrict it with chmod 600", file=sys.stderr)
+
+
+def site_key_for(argument: Path | None, log: Path):
+    """The site key for a log, made when missing (see ``site_key_path_for``, ``announce_site_key``)."""
+    from ..monitoring.pseudonym import load_site_key
+
+    key = load_site_key(site_key_path_for(argument, log))
+    announce_site_key(key)
     return key

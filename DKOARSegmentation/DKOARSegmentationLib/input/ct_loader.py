@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import DKOARError
 from ..volume import DicomSeriesInfo, SliceReference, Volume
-from .dicom_headers import DicomImage, one_line, read_header
+from .dicom_headers import DicomImage, inflated_frames, one_line, read_header
 from .series_scan import FolderScan, SeriesSummary, choose_series, scan_dicom_file, scan_dicom_folder
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,8 @@ def _check_pixels_readable(image: DicomImage) -> None:
     """Refuse, from the header alone, pixel data this loader cannot turn into one CT slice."""
     store = image.store
     if not store.has_pixels:
-        raise DKOARError(f"{image.file}: no pixel data (the file is truncated or holds no image)")
+        raise DKOARError(f"{image.file}: no pixel data (no PixelData element: an image object without its image, "
+                         "or a file cut off before it); export the series again")
     if store.samples_per_pixel != 1:
         raise DKOARError(f"{image.file}: a colour image (SamplesPerPixel {store.samples_per_pixel}), not a CT slice")
     if store.bits_allocated not in (8, 16, 32):
@@ -187,9 +188,11 @@ def _check_pixels_readable(image: DicomImage) -> None:
     if store.frames > 1 and image.frame is None:
         raise DKOARError(f"{image.file}: a multi-frame image without per-frame positions "
                          "(PerFrameFunctionalGroupsSequence); it cannot be read as a CT series")
-    if store.native:
+    if store.native or store.deflated:
         need = image.rows * image.columns * store.bits_allocated // 8 * store.frames
         have = min(store.value_length or 0, store.file_size - (store.value_offset or store.file_size))
+        if store.deflated:  # counted in inflated bytes, which the file's size does not bound
+            have = store.value_length or 0
         if store.value_offset is None or have < need:
             raise DKOARError(f"{image.file}: the file is truncated or damaged: its pixel data hold {max(have, 0)} "
                              f"bytes where {image.rows}x{image.columns} pixels need {need}; copy it again from the source")
@@ -372,6 +375,12 @@ def _read_frames(file: Path, images: list[DicomImage]):
     """
     store = images[0].store
     rows, cols = images[0].rows, images[0].columns
+    if store.deflated:
+        dtype = _stored_dtype(images[0])
+        frames = inflated_frames(file, store.value_offset, rows * cols * dtype.itemsize, [im.frame for im in images])
+        for image in images:
+            yield _mask_unused_bits(np.frombuffer(frames[image.frame or 0], dtype).reshape(rows, cols), image)
+        return
     if store.native:
         dtype = _stored_dtype(images[0])
         frame_bytes = rows * cols * dtype.itemsize
@@ -386,17 +395,13 @@ def _read_frames(file: Path, images: list[DicomImage]):
         except OSError as exc:
             raise DKOARError(f"{file}: cannot be read ({exc.strerror or one_line(exc)})") from None
         return
-    import pydicom
     from pydicom.pixels import iter_pixels
-
-    from .dicom_headers import DEFLATED_LE
 
     indices = sorted({image.frame or 0 for image in images})
     decoded: dict[int, np.ndarray] = {}
     try:
-        # from the path pydicom reads only what it decodes; a deflated file must be inflated first
-        source = pydicom.dcmread(file) if store.transfer_syntax == DEFLATED_LE else str(file)
-        for index, frame in zip(indices, iter_pixels(source, indices=indices)):
+        # from the path pydicom reads only what it decodes
+        for index, frame in zip(indices, iter_pixels(str(file), indices=indices)):
             decoded[index] = frame
     except Exception as exc:  # decoders raise many types (ValueError, RuntimeError, their own) on damaged data
         raise DKOARError(f"{file}: cannot decode the pixel data ({type(exc).__name__}: {one_line(exc)})") from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,9 @@ NATIVE_SYNTAXES = (IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE)
 PIXEL_DATA_TAG = (0x7FE0, 0x0010)
 # explicit VR elements whose length field is 4 bytes after 2 reserved bytes (PS3.5 7.1.2)
 LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+# what a deflated file may inflate to before its pixel data: a header is kilobytes; more is a
+# damaged file or a deflate bomb (megabytes on disk, gigabytes inflated)
+MAX_INFLATED_HEADER = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,12 @@ class PixelStore:
     @property
     def native(self) -> bool:
         return self.transfer_syntax in NATIVE_SYNTAXES
+
+    @property
+    def deflated(self) -> bool:
+        """Deflated explicit VR little endian: native pixel data inside a zlib stream, whose
+        ``value_offset`` counts inflated bytes from the start of the dataset (``InflatedStream``)."""
+        return self.transfer_syntax == DEFLATED_LE
 
     @property
     def big_endian(self) -> bool:
@@ -197,6 +207,130 @@ def slice_thickness(ds) -> float | None:
     return None
 
 
+class InflatedStream:
+    """The dataset of a deflated file (PS3.5 A.5), inflated as it is read, for pydicom's dataset
+    reader or the pixel reader: never more than ``limit`` bytes from the dataset's start are
+    inflated, so a file that inflates to gigabytes is refused rather than held in memory (pydicom
+    itself inflates a whole deflated file before reading its first element)."""
+
+    def __init__(self, fp, file: Path, limit: int = MAX_INFLATED_HEADER):
+        self._fp, self._file, self.limit = fp, file, limit
+        self._inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        self._data = bytearray()
+        self._base = 0  # stream offset of self._data[0]; what lies before was forgotten
+        self._pos = 0
+        self._done = False
+
+    def _inflate_to(self, end: int) -> None:
+        while self._base + len(self._data) < end and not self._done:
+            have = self._base + len(self._data)
+            if have >= self.limit:
+                raise DKOARError(f"{self._file}: its deflated data inflate to more than {self.limit / 2**20:g} MiB "
+                                 "before the pixel data; a damaged file or a deflate bomb, so it is not read")
+            source = self._inflater.unconsumed_tail or self._fp.read(1 << 16)
+            if not source:
+                self._done = True
+                break
+            try:
+                self._data += self._inflater.decompress(source, min(1 << 20, self.limit - have + 1))
+            except zlib.error as exc:
+                raise DKOARError(f"{self._file}: its deflated data are damaged ({one_line(exc)}); copy it again "
+                                 "from the source") from None
+            self._done = self._inflater.eof
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = self.limit + 1 if size is None or size < 0 else self._pos + size
+        self._inflate_to(end)
+        chunk = bytes(self._data[self._pos - self._base:end - self._base])
+        self._pos += len(chunk)
+        return chunk
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        target = offset if whence == 0 else self._pos + offset if whence == 1 else None
+        if target is None or target < self._base:
+            raise OSError(f"{self._file}: cannot seek there in a deflated stream")
+        self._pos = target
+        return target
+
+    def forget(self) -> None:
+        """Drop what was read: a reader going on keeps what it reads next, not the whole file."""
+        del self._data[:self._pos - self._base]
+        self._base = self._pos
+
+
+def _file_meta(fp) -> tuple[int, str]:
+    """(offset of the dataset, TransferSyntaxUID) after the preamble and the file meta group
+    (group 0002, explicit VR little endian, PS3.10 7.1) of the file open as ``fp``; read without
+    pydicom, which would inflate a deflated file whole."""
+    fp.seek(0)
+    position = 132 if fp.read(132)[128:132] == b"DICM" else 0
+    syntax = ""
+    while True:
+        fp.seek(position)
+        head = fp.read(8)
+        if len(head) < 8 or struct.unpack("<H", head[:2])[0] != 2:
+            return position, syntax
+        if head[4:6] in LONG_VRS:
+            extra = fp.read(4)
+            header, length = 12, (struct.unpack("<I", extra)[0] if len(extra) == 4 else 0)
+        else:
+            header, length = 8, struct.unpack("<H", head[6:8])[0]
+        if struct.unpack("<H", head[2:4])[0] == 0x0010 and length < 256:
+            syntax = fp.read(length).decode("ascii", "replace").strip("\0 ")
+        position += header + length
+
+
+def open_inflated(fp, file: Path, limit: int = MAX_INFLATED_HEADER) -> InflatedStream:
+    """The inflated dataset of the deflated DICOM file open as ``fp``, from its first element."""
+    fp.seek(_file_meta(fp)[0])
+    return InflatedStream(fp, file, limit)
+
+
+def inflated_frames(file: Path, value_offset: int, frame_bytes: int, frames: list[int | None]) -> dict[int, bytes]:
+    """Frame index -> stored bytes of the ``frames`` of a deflated file whose native pixel data
+    start ``value_offset`` inflated bytes into its dataset: inflated as read, up to the last frame
+    needed, keeping only the frames."""
+    wanted = sorted({frame or 0 for frame in frames})
+    out: dict[int, bytes] = {}
+    try:
+        with open(file, "rb") as fp:
+            stream = open_inflated(fp, file, limit=value_offset + (wanted[-1] + 1) * frame_bytes)
+            for index in wanted:
+                stream.seek(value_offset + index * frame_bytes)
+                out[index] = stream.read(frame_bytes)
+                if len(out[index]) != frame_bytes:
+                    raise DKOARError(f"{file}: the file is truncated: its pixel data are too short")
+                stream.forget()
+    except OSError as exc:
+        raise DKOARError(f"{file}: cannot be read ({exc.strerror or one_line(exc)})") from None
+    return out
+
+
+def _at_pixel_data(tag, vr, length) -> bool:
+    return tag in (0x7FE00010, 0x7FE00009, 0x7FE00008)
+
+
+def _read_deflated(file: Path, fp):
+    """(dataset without pixel data, pixel element) of a deflated file, inflated only up to its pixel
+    data (``InflatedStream``); the pixel element's offset counts inflated bytes."""
+    from pydicom.dataset import FileDataset
+    from pydicom.errors import InvalidDicomError
+    from pydicom.filereader import read_dataset, read_file_meta_info
+
+    try:
+        meta = read_file_meta_info(file)
+        stream = open_inflated(fp, file)
+        dataset = read_dataset(stream, False, True, stop_when=_at_pixel_data)
+    except (InvalidDicomError, ValueError, EOFError, KeyError, TypeError, NotImplementedError, struct.error) as exc:
+        raise DKOARError(f"{file}: a damaged DICOM header ({one_line(exc)})") from None
+    ds = FileDataset(str(file), dataset, None, meta, is_implicit_VR=False, is_little_endian=True)
+    ds.set_original_encoding(False, True, dataset._character_set)
+    return ds, _pixel_element(stream, EXPLICIT_LE, 1 << 62)
+
+
 def read_header(file: Path):
     """(dataset without pixel data, PixelStore), or None when the file is not DICOM.
 
@@ -207,21 +341,24 @@ def read_header(file: Path):
     from pydicom.errors import InvalidDicomError
 
     with open(file, "rb") as fp:
-        try:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True)
-        except InvalidDicomError:
-            return None
-        except (ValueError, EOFError, KeyError, TypeError, NotImplementedError, struct.error) as exc:
-            raise DKOARError(f"{file}: a damaged DICOM header ({one_line(exc)})") from None
         file_size = os.fstat(fp.fileno()).st_size
-        meta = getattr(ds, "file_meta", None)
-        syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-        if not syntax:
-            implicit, little = getattr(ds, "original_encoding", (False, True))
-            syntax = IMPLICIT_LE if implicit else EXPLICIT_LE if little else EXPLICIT_BE
-        if syntax == DEFLATED_LE:  # pydicom inflated the file into memory: fp's position says nothing
-            has_pixels, offset, length = True, None, None
+        deflated = _file_meta(fp)[1] == DEFLATED_LE
+        fp.seek(0)
+        if deflated:
+            ds, (has_pixels, offset, length) = _read_deflated(file, fp)
+            syntax = DEFLATED_LE
         else:
+            try:
+                ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            except InvalidDicomError:
+                return None
+            except (ValueError, EOFError, KeyError, TypeError, NotImplementedError, struct.error) as exc:
+                raise DKOARError(f"{file}: a damaged DICOM header ({one_line(exc)})") from None
+            meta = getattr(ds, "file_meta", None)
+            syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+            if not syntax:
+                implicit, little = getattr(ds, "original_encoding", (False, True))
+                syntax = IMPLICIT_LE if implicit else EXPLICIT_LE if little else EXPLICIT_BE
             has_pixels, offset, length = _pixel_element(fp, syntax, file_size)
     try:
         store = PixelStore(

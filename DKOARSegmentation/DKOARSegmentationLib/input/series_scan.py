@@ -65,6 +65,7 @@ class FolderScan:
     series: dict[str, SeriesSummary]
     not_dicom: int = 0  # files that are not DICOM (no DICM prefix)
     without_series: int = 0  # DICOM files that belong to no series (DICOMDIR, damaged headers)
+    without_series_uid: list[Path] = field(default_factory=list)  # images whose SeriesInstanceUID is empty
     unreadable: list[tuple[Path, str]] = field(default_factory=list)  # (file, why): cannot be opened or parsed
 
 
@@ -100,11 +101,15 @@ def _add_file(scan: FolderScan, file: Path) -> bool:
         return False
     ds, store = found
     if not store.has_pixels and _is_image_storage(ds):
-        scan.unreadable.append((file, "the file ends before its pixel data (truncated or damaged)"))
+        scan.unreadable.append((file, "an image without pixel data (no PixelData element: stored without its "
+                                      "image, or cut off before it)"))
         return True
-    uid = str(ds.get("SeriesInstanceUID", "") or "")
+    uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
     if not uid:
-        scan.without_series += 1
+        if _is_image_storage(ds):
+            scan.without_series_uid.append(file)
+        else:
+            scan.without_series += 1
         return True
     try:
         images = images_of(file, ds, store)
@@ -131,9 +136,9 @@ def scan_dicom_folder(folder: Path | str) -> FolderScan:
     scan = FolderScan(folder, {})
     for file in _files_under(folder):
         _add_file(scan, file)
-    if scan.not_dicom or scan.without_series:
+    if scan.not_dicom or scan.without_series or scan.without_series_uid:
         log.info("%s: %d files that are not DICOM and %d DICOM files outside any series were ignored",
-                 folder, scan.not_dicom, scan.without_series)
+                 folder, scan.not_dicom, scan.without_series + len(scan.without_series_uid))
     return scan
 
 
@@ -168,6 +173,11 @@ def choose_series(scan: FolderScan, series_uid: str | None = None, allow_modalit
         more = f" (and {len(scan.unreadable) - 1} more such files)" if len(scan.unreadable) > 1 else ""
         raise DKOARError(f"{file}: {why}{more}; it may be a slice of the CT, so nothing was loaded: "
                          "remove it or export the series again")
+    if not scan.series and scan.without_series_uid:
+        raise DKOARError(f"{folder}: its {len(scan.without_series_uid)} DICOM images have an empty "
+                         f"SeriesInstanceUID (0020,000E) (e.g. {scan.without_series_uid[0].name}), so they form no "
+                         "series that can be told apart from others; give them one UID (dcmtk: dcmodify -i "
+                         "\"(0020,000E)=<a new UID>\" on the series' files) or export the series again")
     if not scan.series:
         raise DKOARError(f"{folder}: no DICOM files found ({scan.not_dicom} other files, "
                          f"{scan.without_series} DICOM files outside any series)")
@@ -238,6 +248,9 @@ def series_listing(scan: FolderScan) -> list[str]:
                      "(and --allow-modality for another modality than CT)")
     lines.append(f"{scan.not_dicom} files that are not DICOM ignored; {scan.without_series} DICOM files "
                  f"outside any series (DICOMDIR and the like)")
+    if scan.without_series_uid:
+        lines.append(f"{len(scan.without_series_uid)} DICOM images with an empty SeriesInstanceUID (0020,000E), in "
+                     f"no series (e.g. {scan.without_series_uid[0]}): give them one UID to read them")
     for file, why in scan.unreadable:
         lines.append(f"cannot use {file}: {why}")
     return lines

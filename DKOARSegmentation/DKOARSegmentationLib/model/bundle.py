@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import DKOARError
 from ..hashing import file_sha256
@@ -29,6 +29,28 @@ from ..hashing import file_sha256
 MANIFEST_NAME = "dkoar_model.json"
 MANIFEST_FORMAT = "dkoar-model/1"
 MODEL_KINDS = ("nnunetv2", "torchscript", "monai")
+# an nnU-Net folder lists a handful of files (plans, dataset, one checkpoint per fold, post-processing);
+# more than this is no model folder, and hashing would read without end
+MAX_MODEL_FILES = 256
+MAX_MANIFEST_BYTES = 1024 * 1024
+
+
+def confined(folder: Path, rel: str, where) -> Path:
+    """The file that ``rel`` (a manifest entry) names inside the model folder. A manifest names only
+    its own folder's files: an absolute path, a ``..`` or a link leading out is refused, so that a
+    model folder can neither read nor vouch for a file elsewhere on the computer."""
+    rel = str(rel)
+    posix, windows = PurePosixPath(rel), PureWindowsPath(rel)
+    if (not rel.strip() or posix.is_absolute() or windows.is_absolute() or windows.drive or "\\" in rel
+            or ".." in posix.parts):
+        raise DKOARError(f"{where}: {rel!r} is not a file inside the model folder; a manifest names only files of "
+                         "its own folder, by paths relative to it without '..': correct the manifest")
+    root = Path(folder).resolve()
+    resolved = (root / posix).resolve()
+    if not resolved.is_relative_to(root):
+        raise DKOARError(f"{where}: {rel} leads outside the model folder (to {resolved}); copy the file into the "
+                         "model folder instead of linking to it")
+    return resolved
 
 
 @dataclass
@@ -62,7 +84,7 @@ class ModelBundle:
     def verify(self) -> None:
         """Raise if a listed file is missing or its content differs from the manifest."""
         for rel, expected in self.files.items():
-            path = self.folder / rel
+            path = confined(self.folder, rel, self.folder / MANIFEST_NAME)
             if not path.is_file():
                 raise DKOARError(f"{path}: a file of the model is missing")
             actual = file_sha256(path)
@@ -79,7 +101,7 @@ class ModelBundle:
         """The bytes of a listed file, checked against the manifest's sha256 as they are read."""
         if rel not in self.files:
             raise DKOARError(f"{self.folder}: {rel} is not listed in the model manifest")
-        path = self.folder / rel
+        path = confined(self.folder, rel, self.folder / MANIFEST_NAME)
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -136,10 +158,17 @@ def load_bundle(folder: Path | str, verify: bool = True) -> ModelBundle:
     manifest_path = folder / MANIFEST_NAME
     if not manifest_path.is_file():
         raise DKOARError(f"{folder}: not a model bundle (no {MANIFEST_NAME}); a model folder needs its manifest")
+    if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise DKOARError(f"{manifest_path}: {manifest_path.stat().st_size} bytes, too large for a model manifest "
+                         f"(at most {MAX_MANIFEST_BYTES // 1024} KiB)")
     try:
         m = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DKOARError(f"{manifest_path}: the manifest is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DKOARError(f"{manifest_path}: the manifest is nested too deeply to be a model manifest") from None
+    if not isinstance(m, dict):
+        raise DKOARError(f"{manifest_path}: the manifest is not a JSON object")
     if m.get("format") != MANIFEST_FORMAT:
         raise DKOARError(f"{manifest_path}: unknown manifest format {m.get('format')!r} (expected {MANIFEST_FORMAT})")
     try:
@@ -163,9 +192,28 @@ def load_bundle(folder: Path | str, verify: bool = True) -> ModelBundle:
         raise DKOARError(f"{manifest_path}: model kind {bundle.kind!r} is not supported ({', '.join(MODEL_KINDS)})")
     if bundle.kind in ("torchscript", "monai"):
         check_network_manifest(m, manifest_path)
+    _check_files_confined(bundle, manifest_path)
     if verify:
         bundle.verify()
     return bundle
+
+
+def _check_files_confined(bundle: ModelBundle, manifest_path: Path) -> None:
+    """Every file the manifest lists or loads lies inside the folder, and there are not too many."""
+    if len(bundle.files) > MAX_MODEL_FILES:
+        raise DKOARError(f"{manifest_path}: lists {len(bundle.files)} files; a model folder has at most "
+                         f"{MAX_MODEL_FILES}: correct the manifest")
+    for rel in bundle.files:
+        confined(bundle.folder, rel, manifest_path)
+    if bundle.kind == "nnunetv2":
+        name = bundle.checkpoint_name
+        if PurePosixPath(name).name != name or name in ("", ".", "..") or "\\" in name:
+            raise DKOARError(f"{manifest_path}: checkpoint {bundle.checkpoint_name!r} must be a file name in each "
+                             "fold_N folder (e.g. checkpoint_final.pth): correct the manifest")
+        unlisted = [rel for rel in bundle.checkpoint_paths() if rel not in bundle.files]
+        if unlisted:
+            raise DKOARError(f"{manifest_path}: {unlisted[0]} is loaded but not listed with its sha256 in files: "
+                             "write the manifest again (dkoar model init --force)")
 
 
 def check_network_manifest(m: dict, where) -> None:

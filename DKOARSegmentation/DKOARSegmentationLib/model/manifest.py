@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import DKOARError
 from ..hashing import file_sha256
-from .bundle import MANIFEST_FORMAT, MANIFEST_NAME, check_network_manifest
+from .bundle import MANIFEST_FORMAT, MANIFEST_NAME, check_network_manifest, confined
 
 
 def write_manifest(folder: Path, manifest: dict) -> Path:
+    for rel in manifest["files"]:
+        confined(folder, rel, folder / MANIFEST_NAME)
     path = folder / MANIFEST_NAME
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return path
 
 
@@ -82,7 +86,7 @@ def init_torchscript_manifest(folder: Path | str, network: str, labels: dict[int
     folder = Path(folder)
     if (folder / MANIFEST_NAME).exists() and not force:
         raise DKOARError(f"{folder}: already has a {MANIFEST_NAME} (use --force to rewrite it)")
-    if not (folder / network).is_file():
+    if not confined(folder, network, folder / MANIFEST_NAME).is_file():
         raise DKOARError(f"{folder / network}: no such network file")
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -117,7 +121,7 @@ def init_monai_manifest(folder: Path | str, weights: str, network_class: str, ne
     folder = Path(folder)
     if (folder / MANIFEST_NAME).exists() and not force:
         raise DKOARError(f"{folder}: already has a {MANIFEST_NAME} (use --force to rewrite it)")
-    if not (folder / weights).is_file():
+    if not confined(folder, weights, folder / MANIFEST_NAME).is_file():
         raise DKOARError(f"{folder / weights}: no such weights file")
     json.dumps(network_kwargs)  # JSON values only
     manifest = {

@@ -23,6 +23,7 @@ of medians and means; ``n`` counts the structure's results.
 from __future__ import annotations
 
 import math
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 from ..errors import DKOARError
 from ..structures.catalogue import Catalogue, default_catalogue
 from .correction_log import read_only_copy
+from .log_integrity import log_error, number
 
 MANUAL_BASELINE_MIN = 120.0
 RESULT_METRICS = ("active_s", "wall_s", "edits", "unchanged", "dice", "hd95_mm", "msd_mm", "surface_dice", "apl_mm")
@@ -90,13 +92,16 @@ def load_logs(paths: list[Path | str], catalogue: Catalogue | None = None) -> Mo
                 index_of[case_id] = len(cases)
                 model = " ".join(v for v in (_text(name), _text(version)) if v) or "unknown model"
                 cases.append((_text(site) or "unknown site", model, _text(started)[:7], _text(scanner) or "unknown",
-                              _text(kernel) or "unknown", np.nan if thickness is None else float(thickness),
+                              _text(kernel) or "unknown", number(path, thickness, f"case {case_id} slice_thickness_mm"),
                               "unknown" if contrast is None else ("with contrast" if contrast else "without contrast")))
             columns = ", ".join(RESULT_METRICS)
             for row in connection.execute(f"SELECT case_id, structure, {columns} FROM structure_results"):
                 position = index_of.get(row[0])
                 if position is not None:
-                    rows.append((position, *row[1:]))
+                    rows.append((position, str(row[1]), *(number(path, v, f"case {row[0]} {row[1]} {m}")
+                                                          for m, v in zip(RESULT_METRICS, row[2:]))))
+        except sqlite3.DatabaseError as exc:
+            raise log_error(Path(path), exc) from None
         finally:
             connection.close()
     data = MonitoringData(logs=[str(p) for p in paths], duplicates=duplicates)
@@ -119,7 +124,7 @@ def load_logs(paths: list[Path | str], catalogue: Catalogue | None = None) -> Mo
         data.row_structure = np.array([lookup[n] for n in names.tolist()], dtype=np.int64)
         for offset, metric in enumerate(RESULT_METRICS):
             raw = columns[2 + offset]
-            data.values[metric] = np.array([np.nan if v is None else float(v) for v in raw], dtype=float)
+            data.values[metric] = np.array(raw, dtype=float)
     else:
         for metric in RESULT_METRICS:
             data.values[metric] = np.zeros(0)

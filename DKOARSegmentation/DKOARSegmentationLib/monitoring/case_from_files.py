@@ -23,8 +23,8 @@ from pathlib import Path
 
 from ..errors import DKOARError
 from ..hashing import file_sha256
-from ..json_files import read_json_file
 from ..input.ct_loader import require_dicom
+from ..json_files import read_json_file
 from ..structures.catalogue import Catalogue, default_catalogue
 from ..volume import Volume
 from .case_properties import case_keys, ct_properties
@@ -34,6 +34,7 @@ from .correction_log import CorrectionLog, StructureResult
 from .pseudonym import SiteKey
 
 TIMING_FIELDS = ("active_s", "wall_s", "edits")
+MAX_TIMES_BYTES = 1024 * 1024  # generous for the times of a few dozen structures
 
 
 def model_from_rtstruct(path: Path | str) -> tuple[str, str]:
@@ -57,7 +58,7 @@ def read_times(path: Path | str, catalogue: Catalogue | None = None) -> dict[str
     """Structure name (catalogue spelling) -> {active_s, wall_s, edits} from a times file."""
     catalogue = catalogue or default_catalogue()
     path = Path(path)
-    document = read_json_file(path, "times file")
+    document = read_json_file(path, "times file", MAX_TIMES_BYTES)
     entries = document.get("structures") if isinstance(document, dict) else None
     if not isinstance(entries, dict):
         raise DKOARError(f'{path}: expected {{"structures": {{"Parotid_L": {{"active_s": .., "wall_s": .., "edits": ..}}}}}}')
@@ -93,11 +94,22 @@ class AddedCase:
     model_version: str
 
 
-def add_case(log: CorrectionLog, *, ai_path: Path, final_path: Path, ct: Volume, key: SiteKey, site: str = "",
-             times: dict[str, dict] | None = None, model_name: str | None = None, model_version: str | None = None,
-             model_hash: str = "", started_at: _dt.datetime | str | None = None,
-             catalogue: Catalogue | None = None) -> AddedCase:
-    """Compare the final with the AI contours on ``ct`` and log the case (metrics + times)."""
+@dataclass
+class ComparedCase:
+    """A case compared and ready to log: all but the pseudonyms, which need the site key."""
+
+    ct: Volume
+    results: dict[str, StructureComparison]
+    model_name: str
+    model_version: str
+    ai_contours_sha256: str
+    final_contours_sha256: str
+
+
+def compare_case(*, ai_path: Path, final_path: Path, ct: Volume, model_name: str | None = None,
+                 model_version: str | None = None, catalogue: Catalogue | None = None) -> ComparedCase:
+    """Compare the final with the AI contours on ``ct``: the work of a logged case, done before
+    anything is written (a refused case leaves no key and no log behind)."""
     catalogue = catalogue or default_catalogue()
     require_dicom(ct, "a logged case", ct.source or "the CT")
     ai = read_contour_set(ai_path, ct, catalogue)
@@ -107,15 +119,35 @@ def add_case(log: CorrectionLog, *, ai_path: Path, final_path: Path, ct: Volume,
         found_name, found_version = model_from_rtstruct(ai_path)
         model_name = found_name if model_name is None else model_name
         model_version = found_version if model_version is None else model_version
+    return ComparedCase(ct, results, model_name, model_version, file_sha256(ai_path), file_sha256(final_path))
+
+
+def log_case(log: CorrectionLog, case: ComparedCase, key: SiteKey, *, site: str = "",
+             times: dict[str, dict] | None = None, model_hash: str = "",
+             started_at: _dt.datetime | str | None = None) -> AddedCase:
+    """Store a compared case with its times: the site key's check, the case and its results in one
+    transaction, so that processes adding cases to one log at once neither lose nor half-write one."""
     times = times or {}
-    patient_key, study_key = case_keys(ct, key)
-    log.check_site_key(key.fingerprint)
-    case_id = log.start_case(site=site, model_name=model_name, model_version=model_version, model_hash=model_hash,
-                             patient_key=patient_key, study_key=study_key, ct=ct_properties(ct),
-                             ai_contours_sha256=file_sha256(ai_path), started_at=started_at, source="dkoar log add")
-    per_structure = {name: StructureResult.from_parts(result, times.get(name)) for name, result in results.items()}
+    patient_key, study_key = case_keys(case.ct, key)
+    per_structure = {name: StructureResult.from_parts(result, times.get(name)) for name, result in case.results.items()}
     for name, timing in times.items():
         per_structure.setdefault(name, StructureResult.from_parts(None, timing))
-    log.finish_case(case_id, per_structure, final_contours_sha256=file_sha256(final_path),
-                    finished_at=started_at)
-    return AddedCase(case_id, results, model_name, model_version)
+    with log.transaction():
+        log.check_site_key(key.fingerprint)
+        case_id = log.start_case(site=site, model_name=case.model_name, model_version=case.model_version,
+                                 model_hash=model_hash, patient_key=patient_key, study_key=study_key,
+                                 ct=ct_properties(case.ct), ai_contours_sha256=case.ai_contours_sha256,
+                                 started_at=started_at, source="dkoar log add")
+        log.finish_case(case_id, per_structure, final_contours_sha256=case.final_contours_sha256,
+                        finished_at=started_at)
+    return AddedCase(case_id, case.results, case.model_name, case.model_version)
+
+
+def add_case(log: CorrectionLog, *, ai_path: Path, final_path: Path, ct: Volume, key: SiteKey, site: str = "",
+             times: dict[str, dict] | None = None, model_name: str | None = None, model_version: str | None = None,
+             model_hash: str = "", started_at: _dt.datetime | str | None = None,
+             catalogue: Catalogue | None = None) -> AddedCase:
+    """Compare the final with the AI contours on ``ct`` and log the case (metrics + times)."""
+    case = compare_case(ai_path=ai_path, final_path=final_path, ct=ct, model_name=model_name,
+                        model_version=model_version, catalogue=catalogue)
+    return log_case(log, case, key, site=site, times=times, model_hash=model_hash, started_at=started_at)

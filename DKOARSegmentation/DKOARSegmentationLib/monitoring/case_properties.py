@@ -7,6 +7,15 @@ from ..volume import Volume
 from .correction_log import CTProperties
 from .pseudonym import SiteKey
 
+MAX_TEXT = 64  # a DICOM LO value's length; longer text in these fields is not the scanner's
+
+
+def free_text(value) -> str | None:
+    """A free-text header value (scanner model, kernel) as the log keeps it: printable characters
+    only, white space collapsed, at most 64 characters; the report escapes it again where it shows it."""
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    return " ".join(text.split())[:MAX_TEXT] or None
+
 
 def ct_properties(ct: Volume) -> CTProperties:
     """Scanner model, convolution kernel, slice thickness and contrast flag of a DICOM CT."""
@@ -20,7 +29,7 @@ def ct_properties(ct: Volume) -> CTProperties:
             return None
         if not isinstance(value, str) and hasattr(value, "__iter__"):
             value = "\\".join(str(v) for v in value)
-        return str(value).strip() or None
+        return free_text(value)
 
     thickness = header.get("SliceThickness")
     try:

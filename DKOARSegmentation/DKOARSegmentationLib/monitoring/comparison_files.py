@@ -21,10 +21,15 @@ def comparison_json(results: dict[str, StructureComparison]) -> dict:
     return {"structures": {name: {k: _rounded(v) for k, v in r.as_dict().items()} for name, r in results.items()}}
 
 
+def comparison_paths(out: Path | str) -> tuple[Path, Path]:
+    """The JSON file and the CSV beside it (``out`` with suffix .csv, or NAME_metrics.csv)."""
+    out = Path(out)
+    return out, out.with_suffix(".csv") if out.suffix.lower() != ".csv" else out.with_name(out.stem + "_metrics.csv")
+
+
 def write_comparison(results: dict[str, StructureComparison], out: Path | str) -> tuple[Path, Path]:
     """Write ``out`` (JSON) and the same table as CSV beside it (``out`` with suffix .csv)."""
-    out = Path(out)
-    csv_path = out.with_suffix(".csv") if out.suffix.lower() != ".csv" else out.with_name(out.stem + "_metrics.csv")
+    out, csv_path = comparison_paths(out)
     document = comparison_json(results)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -36,6 +36,8 @@ from pathlib import Path
 from .. import __version__
 from ..errors import DKOARError
 from .comparison import StructureComparison
+from .sqlite_log import SQLiteLog, closed_on_error, connect, open_database
+from .sqlite_log import read_only_copy as _read_only_copy
 
 # Each entry takes a log from the previous version to its own; never edit a released one.
 MIGRATIONS: dict[int, str] = {
@@ -95,6 +97,7 @@ MIGRATIONS: dict[int, str] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 _KEY_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+YEARS = (1990, 2100)  # the years a correction can be dated in
 
 
 @dataclass(frozen=True)
@@ -135,14 +138,26 @@ RESULT_COLUMNS = tuple(f.name for f in fields(StructureResult))
 def _utc_text(when: _dt.datetime | str | None) -> str:
     if when is None:
         when = _dt.datetime.now(_dt.timezone.utc)
+    given = when
     if isinstance(when, str):
         try:
             when = _dt.datetime.fromisoformat(when.replace("Z", "+00:00"))
         except ValueError:
             raise DKOARError(f"{when!r} is not a date and time (use ISO 8601, e.g. 2026-03-01T09:30)") from None
+    # a correction happens in this era; checking before converting also keeps the first and last
+    # representable days (year 1, year 9999) from overflowing in the time-zone conversion
+    if not YEARS[0] <= when.year <= YEARS[1]:
+        raise DKOARError(f"{given!s} is not a time a correction was made at "
+                         f"(give a date between {YEARS[0]} and {YEARS[1]})")
     if when.tzinfo is None:
         when = when.astimezone()  # a naive time is the computer's local time
     return when.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_when(when: _dt.datetime | str | None) -> str:
+    """The time as the log stores it (UTC text); refuses what is not a plausible time of a
+    correction, so that a command can refuse it before any work."""
+    return _utc_text(when)
 
 
 def _check_key(value: str | None, what: str) -> str | None:
@@ -152,56 +167,6 @@ def _check_key(value: str | None, what: str) -> str | None:
         raise ValueError(f"{what} must be a keyed pseudonym (64 hexadecimal characters from pseudonym.SiteKey), "
                          "never an identifier in clear")
     return value
-
-
-def migrate(connection: sqlite3.Connection, target: int | None = None,
-            migrations: dict[int, str] | None = None) -> int:
-    """Bring the schema up to ``target`` (default the latest) with ``migrations`` (default the
-    correction log's; the practice history has its own); returns the version found."""
-    migrations = MIGRATIONS if migrations is None else migrations
-    latest = max(migrations)
-    target = latest if target is None else target
-    found = int(connection.execute("PRAGMA user_version").fetchone()[0])
-    if found > latest:
-        raise DKOARError(f"the log has schema version {found}, newer than this dkoar knows ({latest}); "
-                         "upgrade dkoar to use it")
-    for version in range(found + 1, target + 1):
-        # one transaction per step, its version number included; a second process opening the
-        # same new log waits for the lock and then finds the step done
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            if int(connection.execute("PRAGMA user_version").fetchone()[0]) < version:
-                for statement in migrations[version].split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
-                connection.execute(f"PRAGMA user_version = {version}")
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-    return found
-
-
-class SQLiteLog:
-    """An open SQLite log of this project (``open_database``): a context manager that remembers
-    the site key its pseudonyms were made with."""
-
-    def __init__(self, connection: sqlite3.Connection, path: Path):
-        self.connection = connection
-        self.path = path
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.connection.close()
-
-    def check_site_key(self, fingerprint: str) -> None:
-        """Remember the site key's fingerprint; refuse a log whose pseudonyms came from another key."""
-        check_site_key(self.connection, self.path, fingerprint)
 
 
 class CorrectionLog(SQLiteLog):
@@ -260,19 +225,6 @@ class CorrectionLog(SQLiteLog):
                 "UPDATE cases SET finished_at = ?, final_contours_sha256 = COALESCE(?, final_contours_sha256) "
                 "WHERE case_id = ?", (_utc_text(finished_at), final_contours_sha256, int(case_id)))
 
-    def _transaction(self):
-        connection = self.connection
-
-        class _Tx:
-            def __enter__(self):
-                connection.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, exc_type, exc, tb):
-                connection.execute("COMMIT" if exc_type is None else "ROLLBACK")
-                return False
-
-        return _Tx()
-
     # -- reading ---------------------------------------------------------------------------
     def cases(self) -> list[dict]:
         cursor = self.connection.execute("SELECT * FROM cases ORDER BY case_id")
@@ -291,53 +243,27 @@ class CorrectionLog(SQLiteLog):
         return {row[1]: dict(zip(names, row)) for row in cursor}
 
 
-def check_site_key(connection: sqlite3.Connection, path: Path, fingerprint: str) -> None:
-    """Remember the site key's fingerprint in the ``meta`` table; refuse another key's."""
-    row = connection.execute("SELECT value FROM meta WHERE key = 'site_key_fingerprint'").fetchone()
-    if row is None:
-        connection.execute("INSERT INTO meta (key, value) VALUES ('site_key_fingerprint', ?)", (fingerprint,))
-    elif row[0] != fingerprint:
-        raise DKOARError(f"{path}: this log's pseudonyms were made with another site key; "
-                         "give the site key it was started with (--site-key or DKOAR_SITE_KEY)")
+KIND = "correction log"
 
 
-def _connect(path: Path, kind: str = "correction log") -> sqlite3.Connection:
-    try:
-        connection = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
-        connection.execute("PRAGMA user_version").fetchone()
-    except sqlite3.OperationalError as exc:  # no such folder, no permission, locked
-        raise DKOARError(f"{path}: cannot open the {kind} ({exc})") from None
-    except sqlite3.DatabaseError as exc:
-        raise DKOARError(f"{path}: not a {kind} ({exc})") from None
-    return connection
-
-
-def open_database(path: Path | str, migrations: dict[int, str], kind: str, durable: bool = True,
-                  example: str = "corrections.sqlite") -> sqlite3.Connection:
-    """Open (creating or upgrading) an SQLite log of this project: WAL, autocommit, versioned
-    schema. ``kind`` names it in messages ("correction log")."""
+def site_key_fingerprint(path: Path | str) -> str | None:
+    """The fingerprint of the site key an existing log was started with (None: not yet), read
+    without writing, after checking the log; for refusing a command before it does its work. A log
+    another process is creating right now (no tables yet) is not started."""
     path = Path(path)
-    if path.is_dir():
-        raise DKOARError(f"{path}: a folder; the {kind} is a file (e.g. {example})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = _connect(path, kind)
+    connection = connect(path, KIND)
     try:
-        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise DKOARError(f"{path}: cannot use write-ahead logging here (journal mode {mode}); put the log on a local disk")
-        connection.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
-        connection.execute("PRAGMA foreign_keys=ON")
-        migrate(connection, migrations=migrations)
-    except sqlite3.OperationalError as exc:
+        with closed_on_error(connection, path, KIND):
+            if connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+                return None
+    finally:
         connection.close()
-        raise DKOARError(f"{path}: cannot use the {kind} ({exc})") from None
-    except sqlite3.DatabaseError as exc:
-        connection.close()
-        raise DKOARError(f"{path}: not a {kind} ({exc})") from None
-    except BaseException:
-        connection.close()
-        raise
-    return connection
+    memory = read_only_copy(path)
+    try:
+        row = memory.execute("SELECT value FROM meta WHERE key = 'site_key_fingerprint'").fetchone()
+    finally:
+        memory.close()
+    return None if row is None else str(row[0])
 
 
 def open_log(path: Path | str, durable: bool = True) -> CorrectionLog:
@@ -346,29 +272,10 @@ def open_log(path: Path | str, durable: bool = True) -> CorrectionLog:
     Every statement outside ``finish_case`` commits by itself. ``durable`` keeps each commit on
     disk before returning (synchronous=FULL); False is for bulk imports that can be redone.
     """
-    return CorrectionLog(open_database(path, MIGRATIONS, "correction log", durable), Path(path))
+    return CorrectionLog(open_database(path, MIGRATIONS, KIND, durable), Path(path), KIND)
 
 
-def read_only_copy(path: Path | str, migrations: dict[int, str] | None = None, kind: str = "correction log",
-                   table: str = "cases") -> sqlite3.Connection:
-    """The log at ``path`` as an in-memory database of the current schema, for reports: the file
-    itself is neither written nor upgraded. ``table``: one the log must have (checked when the
-    file has no schema version)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DKOARError(f"{path}: no such {kind}")
-    source = _connect(path, kind)
-    memory = sqlite3.connect(":memory:", isolation_level=None)
-    try:
-        source.backup(memory)
-    except sqlite3.DatabaseError as exc:
-        raise DKOARError(f"{path}: not a {kind} ({exc})") from None
-    finally:
-        source.close()
-    version = int(memory.execute("PRAGMA user_version").fetchone()[0])
-    if version == 0:
-        has_table = memory.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
-        if not has_table:
-            raise DKOARError(f"{path}: not a {kind} (no {table} table)")
-    migrate(memory, migrations=migrations)
-    return memory
+def read_only_copy(path: Path | str) -> sqlite3.Connection:
+    """The correction log at ``path`` as an in-memory database of the current schema, for reports:
+    the file itself is neither written nor upgraded."""
+    return _read_only_copy(path, MIGRATIONS, KIND, table="cases")

@@ -19,13 +19,18 @@ import hmac
 import os
 import secrets
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import create_exclusive
 from ..errors import DKOARError
 
 ENV_VARIABLE = "DKOAR_SITE_KEY"
 _KEY_BYTES = 32
+# a key file found short or empty this soon after it was changed may still be being written by
+# another process (on a file system without hard links): read it again until then
+_WRITING_GRACE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,33 +62,47 @@ def key_path_from(argument: Path | str | None) -> Path:
 
 
 def load_site_key(path: Path | str, create: bool = True) -> SiteKey:
-    """Read the site key file, creating it (0600) when missing and ``create`` is true."""
+    """Read the site key file, creating it (0600) when missing and ``create`` is true.
+
+    Several processes may start a new log at once: the key file is created whole or not at all
+    (``atomic.create_exclusive``), one of them makes it and the others read theirs."""
     path = Path(path)
+    if path.is_dir():
+        raise DKOARError(f"{path}: a folder; the site key is a file")
     if not path.exists():
         if not create:
             raise DKOARError(f"{path}: no such site key file")
-        path.parent.mkdir(parents=True, exist_ok=True)
         secret = secrets.token_bytes(_KEY_BYTES)
+        if create_exclusive(path, (secret.hex() + "\n").encode("ascii"), mode=0o600):
+            os.chmod(path, 0o600)
+            return SiteKey(secret, path, created=True)
+        # another process made it meanwhile: use theirs
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> SiteKey:
+    deadline = time.monotonic() + _WRITING_GRACE_S
+    while True:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it meanwhile: use theirs
-            return load_site_key(path, create=False)
-        except OSError as exc:
-            raise DKOARError(f"{path}: cannot create the site key ({exc.strerror})") from None
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secret.hex() + "\n")
-        os.chmod(path, 0o600)
-        return SiteKey(secret, path, created=True)
-    if path.is_dir():
-        raise DKOARError(f"{path}: a folder; the site key is a file")
+            text = path.read_text(encoding="ascii").strip()
+            secret = bytes.fromhex(text)
+            problem = None if len(secret) >= 16 else f"the site key is too short ({len(secret)} bytes; at least 16)"
+        except FileNotFoundError:
+            raise DKOARError(f"{path}: no such site key file") from None
+        except (OSError, UnicodeDecodeError, ValueError):
+            problem = f"not a site key (expected {2 * _KEY_BYTES} hexadecimal characters)"
+        if problem is None:
+            return SiteKey(secret, path)
+        if time.monotonic() > deadline or not _recently_changed(path):
+            raise DKOARError(f"{path}: {problem}; give the site key file this log was started with")
+        time.sleep(0.05)
+
+
+def _recently_changed(path: Path) -> bool:
     try:
-        text = path.read_text(encoding="ascii").strip()
-        secret = bytes.fromhex(text)
-    except (OSError, UnicodeDecodeError, ValueError):
-        raise DKOARError(f"{path}: not a site key (expected {2 * _KEY_BYTES} hexadecimal characters)") from None
-    if len(secret) < 16:
-        raise DKOARError(f"{path}: the site key is too short ({len(secret)} bytes; at least 16)")
-    return SiteKey(secret, path)
+        return time.time() - path.stat().st_mtime < _WRITING_GRACE_S
+    except OSError:
+        return False
 
 
 def key_is_private(path: Path | str) -> bool:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_output_file
 from .aggregates import (
     AGGREGATE_COLUMNS,
     MANUAL_BASELINE_MIN,
@@ -62,6 +62,13 @@ def _figure_tag(fig, alt: str) -> str:
     plt.close(fig)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _plain(text: str) -> str:
+    """A label from a log (site, model, structure) drawn as it is written: matplotlib would read
+    text between dollar signs as a formula, and fail on one it cannot parse; control characters
+    are drawn as spaces."""
+    return "".join(c if c.isprintable() else " " for c in str(text)).replace("$", r"\$")
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str, int]]) -> str:
@@ -113,7 +120,7 @@ def _structure_plots(data: MonitoringData) -> str:
                 patch.set_alpha(0.6)
         ax.set_title(title)
     axes[3].set_xlim(0, 1.02)
-    axes[0].set_yticks(y, names, fontsize=8)
+    axes[0].set_yticks(y, [_plain(n) for n in names], fontsize=8)
     axes[0].set_ylim(len(names) - 0.5, -0.5)
     for ax in axes:
         ax.grid(axis="x", alpha=0.3)
@@ -144,13 +151,13 @@ def _control_chart_plot(charts, metric: str) -> str:
             ax.axvspan(-0.5, len(chart.baseline_months) - 0.5, color="#dddddd", alpha=0.5, linewidth=0)
         flagged = chart.flagged & has
         ax.plot(x[flagged], chart.means[flagged], "o", color="#d62728", markersize=6)
-        ax.set_title(chart.structure, fontsize=9, pad=2)
+        ax.set_title(_plain(chart.structure), fontsize=9, pad=2)
         ax.tick_params(labelsize=7)
     if charts:
         months = charts[0].months
         step = max(1, len(months) // 6)
         ticks = np.arange(0, len(months), step)
-        axes[0, 0].set_xticks(ticks, [months[i] for i in ticks], fontsize=7)
+        axes[0, 0].set_xticks(ticks, [_plain(months[i]) for i in ticks], fontsize=7)
         axes[0, 0].set_xlim(-0.5, len(months) - 0.5)
     for ax in axes.ravel():  # sharex hides inner labels; show them under every panel
         ax.tick_params(labelbottom=True)
@@ -169,7 +176,7 @@ def _breakdown_plot(data: MonitoringData) -> str:
         keep = [i for i, s in enumerate(series) if len(s)]
         if keep:
             ax.boxplot([series[i] for i in keep], showfliers=False, whis=(5, 95))
-            ax.set_xticks(np.arange(1, len(keep) + 1), [names[i] for i in keep], fontsize=8, rotation=15)
+            ax.set_xticks(np.arange(1, len(keep) + 1), [_plain(names[i]) for i in keep], fontsize=8, rotation=15)
         ax.set_ylabel("active correction time per case (min)")
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
@@ -242,13 +249,20 @@ def build_report(data: MonitoringData, metric: str = "surface_dice", baseline_mo
     return "".join(parts), aggregate_rows(data)
 
 
+def spreadsheet_text(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting with = + - @ (or a tab or carriage
+    return) would be run as a formula, so it gets a leading apostrophe, as spreadsheets do."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def write_aggregates_csv(rows: list[dict], path: Path | str) -> Path:
     path = Path(path)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(AGGREGATE_COLUMNS)
     for row in rows:
-        writer.writerow([fmt(row.get(c), 6) if not isinstance(row.get(c), str) else row[c] for c in AGGREGATE_COLUMNS])
+        writer.writerow([fmt(row.get(c), 6) if not isinstance(row.get(c), str) else spreadsheet_text(row[c])
+                         for c in AGGREGATE_COLUMNS])
     with atomic_path(path) as tmp:
         tmp.write_text(text.getvalue(), encoding="utf-8")
     return path
@@ -258,11 +272,13 @@ def write_report(logs: list[Path | str], out: Path | str, csv_path: Path | str |
                  metric: str = "surface_dice", baseline_months: int = 3,
                  baseline_min: float = MANUAL_BASELINE_MIN) -> tuple[Path, Path, MonitoringData]:
     """Write the HTML report and its aggregate CSV (default: beside it, suffix .csv)."""
-    out = Path(out)
-    data = load_logs(list(logs))
+    logs = list(logs)
+    # refused before the logs are read: the page and its CSV must not overwrite each other or a log
+    out = check_output_file(out, inputs=logs)
+    csv_out = check_output_file(Path(csv_path) if csv_path else out.with_suffix(".csv"), inputs=(*logs, out))
+    data = load_logs(logs)
     page, rows = build_report(data, metric, baseline_months, baseline_min)
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
-    csv_out = Path(csv_path) if csv_path else out.with_suffix(".csv")
     write_aggregates_csv(rows, csv_out)
     return out, csv_out, data

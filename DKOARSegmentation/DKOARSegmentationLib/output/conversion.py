@@ -62,13 +62,18 @@ def paint_smallest_last(known: list[tuple[Structure, np.ndarray]], shape) -> tup
     return labels, overlaps
 
 
-def write_segmentation_file(segmentation: Segmentation, path: Path | str, catalogue: Catalogue) -> Path:
+def check_segmentation_file_name(path: Path | str) -> Path:
+    """``path`` when its name says a format ``write_segmentation_file`` writes; refused otherwise."""
     path = Path(path)
-    name = path.name.lower()
-    if name.endswith(".seg.nrrd"):
-        write_seg_nrrd(segmentation, path, catalogue)
-    elif name.endswith((".nii", ".nii.gz", ".nrrd", ".mha")):
-        write_labelmap_nifti(segmentation, path)
-    else:
+    if not path.name.lower().endswith((".seg.nrrd", ".nii", ".nii.gz", ".nrrd", ".mha")):
         raise DKOARError(f"{path}: choose a .nii.gz, .nrrd, .mha or .seg.nrrd output")
+    return path
+
+
+def write_segmentation_file(segmentation: Segmentation, path: Path | str, catalogue: Catalogue) -> Path:
+    path = check_segmentation_file_name(path)
+    if path.name.lower().endswith(".seg.nrrd"):
+        write_seg_nrrd(segmentation, path, catalogue)
+    else:
+        write_labelmap_nifti(segmentation, path)
     return path

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..input.orientation import canonical_layout
 from ..volume import Segmentation, Volume
 
@@ -66,9 +67,9 @@ def write_overview(ct: Volume, segmentation: Segmentation, path: Path | str, tit
     if title:
         fig.suptitle(title, color="white", fontsize=11)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    fig.savefig(tmp, format="png", dpi=90, facecolor="black")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=90, facecolor="black")
+    finally:
+        plt.close(fig)
 

@@ -97,6 +97,23 @@ def _copy(dst: Dataset, src, names: tuple[str, ...]) -> None:
         setattr(dst, name, value if value is not None else "")
 
 
+def _character_set(header) -> str | list[str]:
+    """The CT's SpecificCharacterSet when it is a valid one, else ISO_IR 100 (Latin-1, which holds the
+    default repertoire): an empty or unknown value copied from a CT makes the RTSTRUCT invalid (Type
+    1C, defined terms). A code-extension list may start with an empty value (the default repertoire)."""
+    from pydicom.charset import python_encoding
+    from pydicom.multival import MultiValue
+
+    value = header.get("SpecificCharacterSet")
+    values = [str(v).strip() for v in (value if isinstance(value, (list, tuple, MultiValue)) else [value])]
+    known = [v != "" and v in python_encoding for v in values]
+    if len(values) > 1 and values[0] == "":
+        known[0] = True
+    if value is None or not all(known):
+        return "ISO_IR 100"
+    return values[0] if len(values) == 1 else values
+
+
 def structure_contours(mask: np.ndarray, ct: Volume, simplify_mm: float = 0.0,
                        keyholes: bool = True, offset: tuple[int, int, int] = (0, 0, 0)) -> list[tuple[int, np.ndarray]]:
     """(slice index, N x 3 LPS points) for every contour of a 3D mask on the CT grid, each on its
@@ -128,7 +145,7 @@ def build_rtstruct(ct: Volume, segmentation: Segmentation, options: RTStructOpti
     header = ct.dicom.header
     now = _dt.datetime.now()
     ds = new_dicom_file(RTStructureSetStorage, generate_uid())
-    ds.SpecificCharacterSet = getattr(header, "SpecificCharacterSet", "ISO_IR 100")
+    ds.SpecificCharacterSet = _character_set(header)
     ds.InstanceCreationDate = now.strftime("%Y%m%d")
     ds.InstanceCreationTime = now.strftime("%H%M%S")
     # Patient and General Study: copied from the CT (Type 2 kept, empty when the CT lacks them)

@@ -18,6 +18,8 @@ from .. import __version__
 from ..output.dicom_file import new_dicom_file
 from ..volume import DicomSeriesInfo, SliceReference, Volume
 
+PHANTOM_MANUFACTURER = "DKOARSegmentation phantom"  # tells our phantoms from any real CT
+
 # Note: UIDs are generated with pydicom's generate_uid, whose default root is pydicom's own
 # (1.2.826.0.1.3680043.8.498.); a department should configure its own root for production.
 
@@ -49,7 +51,7 @@ def write_ct_series(volume: Volume, out_dir: Path | str, seed: int = 0, position
         ds.StudyTime = ds.SeriesTime = ds.ContentTime = "090000"
         ds.AccessionNumber = f"PH{seed:06d}"
         ds.Modality = "CT"
-        ds.Manufacturer = "DKOARSegmentation phantom"
+        ds.Manufacturer = PHANTOM_MANUFACTURER
         ds.ManufacturerModelName = "Synthetic head-and-neck phantom"
         ds.InstitutionName = "Synthetic"
         ds.ReferringPhysicianName = ""

@@ -167,17 +167,49 @@ def _orient(hu, labels, axes, grid: PhantomGrid, position: str, seed: int, catal
 
 def write_phantom(out_dir: Path | str, seed: int = 0, position: str = "HFS", grid: PhantomGrid = PhantomGrid(),
                   catalogue: Catalogue | None = None) -> Phantom:
-    """Write ``out_dir/ct/`` (a DICOM CT series), ``truth.nii.gz`` and ``truth.seg.nrrd``."""
-    from ..atomic import atomic_directory
+    """Write ``out_dir/ct/`` (a DICOM CT series), ``truth.nii.gz`` and ``truth.seg.nrrd``.
+
+    An earlier phantom there is replaced; anything else is refused before any work, since
+    ``out_dir/ct`` may be a real CT the user keeps there."""
+    import shutil
+
+    from ..atomic import atomic_directory, check_output_folder, prepare_output_folder
     from ..output.label_maps import write_labelmap_nifti, write_seg_nrrd
     from .ct_series_writer import write_ct_series
 
+    out_dir = check_output_folder(Path(out_dir))
+    ct_dir = out_dir / "ct"
+    if ct_dir.exists() and not _is_phantom_ct(ct_dir):
+        raise DKOARError(f"{ct_dir}: already exists and is not a phantom written by dkoar, so it is not replaced; "
+                         "choose another output folder or remove it")
     catalogue = catalogue or default_catalogue()
     phantom = generate_phantom(seed, position, grid, catalogue)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(out_dir / "ct") as tmp:
+    prepare_output_folder(out_dir)
+    if ct_dir.exists():
+        shutil.rmtree(ct_dir)
+    with atomic_directory(ct_dir) as tmp:
         phantom.ct.dicom = write_ct_series(phantom.ct, tmp, seed=seed, position=position)
     write_labelmap_nifti(phantom.truth, out_dir / "truth.nii.gz")
     write_seg_nrrd(phantom.truth, out_dir / "truth.seg.nrrd", catalogue)
     return phantom
+
+
+def _is_phantom_ct(folder: Path) -> bool:
+    """Whether ``folder`` holds only a phantom CT series written by ``write_phantom``."""
+    import pydicom
+
+    from .ct_series_writer import PHANTOM_MANUFACTURER
+
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    files = list(folder.iterdir())
+    for file in files:
+        if not file.is_file() or file.is_symlink() or not file.name.startswith("CT_"):
+            return False
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["Manufacturer"])
+        except Exception:  # noqa: BLE001 - anything pydicom cannot read is not our phantom
+            return False
+        if header.get("Manufacturer") != PHANTOM_MANUFACTURER:
+            return False
+    return bool(files)

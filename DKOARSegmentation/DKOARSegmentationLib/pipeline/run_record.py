@@ -1,6 +1,7 @@
 """What a run records in ``run.json``: provenance (software, model and its hashes), the input's
-grid, device, seconds per stage, structures and their volumes, and every warning, so that a
-department running unattended finds in the file what would otherwise be only in a log."""
+kind and grid (never its path, which may name the patient), device, seconds per stage, structures
+and their volumes, and every warning, so that a department running unattended finds in the file
+what would otherwise be only in a log."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import datetime as _dt
 import logging
 import platform
+from pathlib import Path
 
 from .. import __version__
 from ..model.bundle import ModelBundle
@@ -36,6 +38,14 @@ def warnings_logged_by(logger_name: str, into: list[str]):
         logger.removeHandler(collector)
 
 
+def _without_input_path(text: str, input_path) -> str:
+    """A warning with the input's path replaced by "<input>": the path of a CT often holds the
+    patient's name or number, and run.json travels further than the CT."""
+    for form in sorted({str(input_path), str(Path(input_path).resolve())}, key=len, reverse=True):
+        text = text.replace(form, "<input>")
+    return text
+
+
 def run_record(input_path, ct: Volume, bundle: ModelBundle, segmentation: Segmentation, mapping, device: str,
                 seconds: dict[str, float], warnings: list[str]) -> dict:
     volumes = segmentation.volumes_ml()
@@ -51,7 +61,6 @@ def run_record(input_path, ct: Volume, bundle: ModelBundle, segmentation: Segmen
             "clinical_use": bundle.clinical_use,
         },
         "input": {
-            "path": str(input_path),
             "kind": "dicom" if ct.dicom is not None else "image file",
             "shape_kji": list(ct.shape),
             "spacing_ijk_mm": [round(v, 4) for v in ct.spacing],
@@ -64,5 +73,5 @@ def run_record(input_path, ct: Volume, bundle: ModelBundle, segmentation: Segmen
         },
         "structures_not_provided_by_model": [s.name for s in mapping.missing],
         "unmapped_model_labels": {str(k): v for k, v in mapping.unmapped.items()},
-        "warnings": warnings,
+        "warnings": [_without_input_path(w, input_path) for w in warnings],
     }

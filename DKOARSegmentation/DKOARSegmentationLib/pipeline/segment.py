@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomic import prepare_output_folder
+from ..atomic import check_output_folder, prepare_output_folder, staging_folder
 from ..errors import DKOARError
 from ..input.ct_loader import load_ct
 from ..model.bundle import ModelBundle, load_bundle
@@ -71,6 +69,7 @@ def segment(
     warnings: list[str] = []
     if not input_path.exists():
         raise DKOARError(f"{input_path}: no such file or folder")
+    check_output_folder(out_dir)  # refused now, not after the inference
 
     t = time.perf_counter()
     bundle = load_bundle(Path(model_path) if model_path else demo_model_dir())
@@ -107,8 +106,7 @@ def segment(
     if progress is not None:
         progress.begin("writing")
     prepare_output_folder(out_dir)
-    staging = Path(tempfile.mkdtemp(prefix=".dkoar-run-", dir=out_dir))
-    try:
+    with staging_folder(out_dir) as staging:
         staged: dict[str, Path] = {}
         if ct.dicom is not None:
             options = RTStructOptions(model_name=bundle.name, model_version=bundle.version,
@@ -133,8 +131,6 @@ def segment(
             final = out_dir / OUTPUT_NAMES[key]
             os.replace(path, final)
             outputs[key] = final
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     if progress is not None:
         progress.update(1.0, "done")
     return RunResult(ct, segmentation, bundle, outputs, seconds, str(torch_device), warnings)

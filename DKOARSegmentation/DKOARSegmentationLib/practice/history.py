@@ -1,6 +1,6 @@
 """The practice history: every scored attempt of every trainee, in one SQLite file.
 
-In the style of the correction log (``monitoring.correction_log``, whose machinery it shares):
+In the style of the correction log (``monitoring.sqlite_log`` is the machinery both share):
 WAL, each attempt committed as it is stored, the schema versioned with ``PRAGMA user_version``
 and upgraded in place (never downgraded). Trainees and real cases are stored only as keyed
 pseudonyms made with the site key (``monitoring.pseudonym``: HMAC-SHA256, "trainee:" + the
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
-from ..monitoring.correction_log import SQLiteLog, _check_key, _utc_text, open_database, read_only_copy
+from ..monitoring.correction_log import _check_key, _utc_text
 from ..monitoring.pseudonym import SiteKey
+from ..monitoring.sqlite_log import SQLiteLog, open_database, read_only_copy
 from .borders import DIRECTIONS
 from .scoring import PracticeScore
 
@@ -139,7 +140,8 @@ def attempt_rows(connection) -> list[dict]:
 
 def open_history(path: Path | str, durable: bool = True) -> PracticeHistory:
     """Open (creating or upgrading) the practice history at ``path``."""
-    return PracticeHistory(open_database(path, MIGRATIONS, KIND, durable, example="practice.sqlite"), Path(path))
+    return PracticeHistory(open_database(path, MIGRATIONS, KIND, durable, example="practice.sqlite"), Path(path),
+                           KIND)
 
 
 def read_history(paths: list[Path | str]) -> list[dict]:

@@ -122,9 +122,9 @@ class _Runner:
         self.device, self.catalogue, self._model = device, catalogue, None
 
     def labels(self, case: CohortCase, ct) -> Segmentation:
-        from ..output.label_maps import read_labelmap, write_labelmap_nifti
-
         import hashlib
+
+        from ..output.label_maps import read_labelmap, write_labelmap_nifti
 
         # the case id and a hash of its series: ids repeat across cohorts, UIDs stay out of file names
         series = hashlib.sha256(case.series_uid.encode()).hexdigest()[:12]

@@ -14,6 +14,7 @@ slice, even-odd inside a contour, XOR between contours of one ROI on one slice).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import numpy as np
 
 from ..errors import DKOARError

@@ -163,11 +163,7 @@ def _weights_only_copy(source: Path, target: Path) -> None:
 
 def _run_nnunet(dataset_id: int, options: TrainingOptions, processes: int) -> None:
     import torch
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
-        extract_fingerprints,
-        plan_experiments,
-        preprocess,
-    )
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments, preprocess
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 

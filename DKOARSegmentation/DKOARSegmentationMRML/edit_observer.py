@@ -230,14 +230,24 @@ class EditObserver:
         self.check()
 
     def _on_editor_modified(self, caller, event) -> None:
-        selected = caller.GetSelectedSegmentID() or ""
-        effect = caller.GetActiveEffectName() or ""
-        if selected != self._selected:
-            self._selected = selected
-            if selected:
-                segment = self.segmentation_node.GetSegmentation().GetSegment(selected)
-                name = segment.GetName() if segment is not None else selected
-                self.emit("select", (self.structure_name(name),))
-        if effect != self._effect:
-            self._effect = effect
-            self.emit("effect")
+        self.note_selected(caller.GetSelectedSegmentID() or "")
+        self.note_effect(caller.GetActiveEffectName() or "")
+
+    def note_selected(self, segment_id: str) -> EditorEvent | None:
+        """A segment was selected: one "select" event when it differs from the last one. An editor
+        without a vtkMRMLSegmentEditorNode to observe (trame-slicer's) reports its selection here."""
+        if segment_id == self._selected:
+            return None
+        self._selected = segment_id
+        if not segment_id:
+            return None
+        segment = self.segmentation_node.GetSegmentation().GetSegment(segment_id)
+        name = segment.GetName() if segment is not None else segment_id
+        return self.emit("select", (self.structure_name(name),))
+
+    def note_effect(self, effect: str) -> EditorEvent | None:
+        """An effect was chosen (or none): one "effect" event when it differs from the last one."""
+        if effect == self._effect:
+            return None
+        self._effect = effect
+        return self.emit("effect")

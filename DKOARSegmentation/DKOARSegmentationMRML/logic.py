@@ -82,6 +82,20 @@ class SegmentationLogic:
         """Whether a run with ``modelPath`` uses the bundled demonstration model (not for clinical use)."""
         return not (modelPath or "").strip()
 
+    def addCTVolume(self, ct, name: str = "CT", dicomFiles: DicomFileLookup | None = None):
+        """A CT loaded by the core (``ct_loader.load_ct``) as a volume node of ``slicer.mrmlScene``,
+        marked with its DICOM instances; ``dicomFiles`` (a ``DicomFolderIndex`` of its folder)
+        becomes the logic's DICOM lookup, so that runs and exports read and reference the real
+        series where there is no DICOM database (the browser station)."""
+        from .dicom_source import mark_as_dicom
+        from .geometry import add_ct_volume_node
+
+        node = add_ct_volume_node(ct, name)
+        mark_as_dicom(node, ct)
+        if dicomFiles is not None:
+            self._dicomDatabase = dicomFiles
+        return node
+
     # -- running the model -----------------------------------------------------------------------
 
     @property
@@ -176,6 +190,23 @@ class SegmentationLogic:
         session.start()
         self.correctionSession = session
         return session
+
+    def segmentSelected(self, segmentId: str) -> None:
+        """For an editor without a Segment Editor node to observe (trame-slicer's): a segment was
+        selected. Times the same way as the node's SelectedSegmentID does."""
+        if self.correctionSession is not None and self.correctionSession.running:
+            self.correctionSession.observer.note_selected(segmentId or "")
+
+    def effectChosen(self, effectName: str) -> None:
+        """For an editor without a Segment Editor node to observe: an effect was chosen."""
+        if self.correctionSession is not None and self.correctionSession.running:
+            self.correctionSession.observer.note_effect(effectName or "")
+
+    def checkEdits(self) -> None:
+        """Look for edits not announced by a segmentation event (an editor's own undo that restores
+        the segmentation wholesale); each structure found changed makes one edit event."""
+        if self.correctionSession is not None and self.correctionSession.running:
+            self.correctionSession.observer.check()
 
     def finishCorrecting(self):
         """Compare every structure with its baseline; returns the CorrectionResult (``changed``: the

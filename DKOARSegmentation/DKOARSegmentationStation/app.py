@@ -1,0 +1,527 @@
+"""The station: trame-slicer's Slicer application and views, the shared logic, and what each control
+of the page does.
+
+Every handler the page calls goes through ``_guarded``: a DKOARError (a refused input: a path
+outside the data folder, a CT the core refuses, a structure name it does not know) becomes one
+message in the page; anything unexpected becomes one sentence in the page and its code locations
+(no message, no values) in the station's log. Never a traceback in the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from trame.app import TrameApp, asynchronous
+from trame_slicer.app.logic import SegmentEditorLogic
+from trame_slicer.core import LayoutManager, SlicerApp
+from trame_slicer.rca_view import register_rca_factories
+from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+from vtkmodules.vtkCommonCore import vtkObject
+
+from DKOARSegmentationLib.errors import DKOARError
+from DKOARSegmentationLib.pipeline.background import launch_child
+from DKOARSegmentationLib.serving.paths import outside_files, resolve_inside
+from DKOARSegmentationMRML import review
+from DKOARSegmentationMRML.application import bind_slicer_namespace
+from DKOARSegmentationMRML.logic import EXPORTS, SegmentationLogic
+
+log = logging.getLogger("dkoar.station")
+
+LAYOUT = "Four-Up"
+POLL_S = 0.1  # how often the child's output is read while a run goes on
+VOLUME_REFRESH_S = 1.0  # volumes of edited structures are recounted this long after the last edit
+# Slicer's Segment Editor keys that trame-slicer's editor has: its first three effects by number
+EFFECT_KEYS = {"1": "Paint", "2": "Draw", "3": "Erase"}
+
+
+def four_up() -> Layout:
+    """Slicer's Four-Up layout: axial and 3D above, sagittal and coronal below."""
+    return Layout(LayoutDirection.Vertical, [
+        Layout(LayoutDirection.Horizontal, [ViewLayoutDefinition.axial_view(), ViewLayoutDefinition.threed_view()]),
+        Layout(LayoutDirection.Horizontal, [ViewLayoutDefinition.sagittal_view(),
+                                            ViewLayoutDefinition.coronal_view()]),
+    ])
+
+
+def _guarded(method):
+    """Run a handler; a refusal or a failure becomes the page's message (see the module docstring)."""
+    def report(self, exc: BaseException) -> None:
+        if isinstance(exc, DKOARError):
+            log.info("%s: refused (the page says why)", method.__name__)
+            self.say(str(exc), "error")
+            return
+        frames = "; ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__))
+        log.error("%s failed with %s at %s", method.__name__, type(exc).__name__, frames)
+        self.say(f"Something went wrong ({type(exc).__name__}); the station's log says where. "
+                 "Nothing was written.", "error")
+
+    if inspect.iscoroutinefunction(method):
+        @functools.wraps(method)
+        async def run_async(self, *args, **kwargs):
+            try:
+                with self.state:
+                    self.state.st_busy = True
+                return await method(self, *args, **kwargs)
+            except Exception as exc:
+                with self.state:
+                    report(self, exc)
+            finally:
+                with self.state:
+                    self.state.st_busy = False
+        return run_async
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            report(self, exc)
+    return run
+
+
+class StationApp(TrameApp):
+    def __init__(self, options, server=None):
+        super().__init__(server)
+        self.options = options
+        self.slicer_app = SlicerApp()
+        # VTK's warnings (deprecated events trame-slicer observes) are noise in the station's log
+        vtkObject.GlobalWarningDisplayOff()
+        scene = self.slicer_app.scene
+        self._restore_namespace = bind_slicer_namespace(scene, self.slicer_app.app_logic)
+        register_rca_factories(self.slicer_app.view_manager, self.server)
+        self.layout_manager = LayoutManager(scene, self.slicer_app.view_manager, self.server)
+        self.layout_manager.register_layout_dict({LAYOUT: four_up(), **LayoutManager.default_grid_configuration()})
+        self.layout_manager.set_layout(LAYOUT)
+        self.editor = self.slicer_app.segmentation_editor
+        self.editor_logic = SegmentEditorLogic(self.server, self.slicer_app)  # trame-slicer's effects and undo
+        # the child runs the pipeline in this environment's Python (torch is here)
+        self.logic = SegmentationLogic(launcher=launch_child, python=sys.executable)
+        self.ct_node = None
+        self.segmentation_node = None
+        self._scan = None
+        self._series = []
+        self._volumes: dict[str, float] = {}
+        self._volumes_due: float | None = None
+        self._init_state()
+
+        from .page import build_page
+
+        self.page = build_page(self)
+        self.editor_logic.set_ui(self.page.segment_editor)
+        self.editor.active_segment_id_changed.connect(self._on_segment_selected)
+        self.editor.active_effect_name_changed.connect(self._on_effect_chosen)
+        self.editor.undo_stack.index_changed.connect(self._on_undo_redo)
+        self.server.controller.on_server_ready.add(self._on_ready)
+        self.server.controller.on_client_connected.add(self._render_views)
+
+    # -- state ------------------------------------------------------------------------------------
+
+    def _init_state(self) -> None:
+        state = self.state
+        state.trame__title = "DKOAR station"
+        state.st_message, state.st_message_kind = "", "info"
+        state.st_busy = False
+        state.st_series, state.st_open_path, state.st_ct_label = [], "", ""
+        state.st_data = bool(self.options.data)
+        state.st_window = ""
+        state.st_presets = list(review.WINDOW_PRESETS)
+        groups = SegmentationLogic.structureGroups()
+        state.st_groups = [{"group": group, "members": members} for group, members in groups.items()]
+        state.st_run_structures = SegmentationLogic.defaultStructures().split(",")
+        state.st_running, state.st_progress, state.st_stage = False, 0, ""
+        model = str(self.options.model or "")
+        state.st_demo = SegmentationLogic.isDemoModel(model)
+        state.st_card_visible, state.st_card = False, ""
+        state.st_structures, state.st_selected, state.st_show3d = [], "", False
+        state.st_correcting, state.st_times, state.st_edits, state.st_summary = False, [], 0, ""
+        state.st_exports, state.st_effect = {}, ""
+        state.st_export_kinds = list(EXPORTS)
+
+    def say(self, text: str, kind: str = "info") -> None:
+        """The page's one message line (errors in red)."""
+        self.state.st_message, self.state.st_message_kind = text, kind
+
+    # -- start ------------------------------------------------------------------------------------
+
+    @_guarded
+    def _on_ready(self, **_) -> None:
+        if self.options.data is not None:
+            self._scan_data()
+        if self.options.ct is not None:
+            asynchronous.create_task(self.open_start_ct())
+
+    def _render_views(self, **_) -> None:
+        """A page that (re)connects gets fresh images of every view."""
+        for view in self.slicer_app.view_manager.get_views():
+            view.schedule_render()
+
+    def _scan_data(self) -> None:
+        from DKOARSegmentationLib.input.series_scan import scan_dicom_folder
+
+        self._scan = scan_dicom_folder(self.options.data)
+        self._series = sorted(self._scan.series.values(), key=lambda s: (s.modality != "CT", s.number, s.description))
+        rows = []
+        for n, series in enumerate(self._series):
+            escaping = outside_files(self.options.data, series.files)
+            note = "files outside the data folder" if escaping else (
+                "" if series.is_image and not series.is_localizer else "not a CT to contour")
+            rows.append({"index": n, "modality": series.modality or "?", "slices": series.slices,
+                         "thickness": f"{series.slice_thickness:g} mm" if series.slice_thickness else "?",
+                         "description": series.description or "(no description)", "note": note,
+                         "openable": not note})
+        self.state.st_series = rows
+        log.info("the data folder holds %d series", len(rows))
+
+    # -- opening a CT -----------------------------------------------------------------------------
+
+    def _refuse_while_busy(self) -> None:
+        if self.logic.processRunning:
+            raise DKOARError("the model is running: cancel it before opening another CT")
+        if self._correcting:
+            raise DKOARError("correcting has started: press Finish before opening another CT")
+
+    @_guarded
+    async def open_series(self, index) -> None:
+        """Open a series of the data folder's table (by its row)."""
+        from DKOARSegmentationLib.input.ct_loader import load_series
+        from DKOARSegmentationMRML.dicom_source import DicomFolderIndex
+
+        self._refuse_while_busy()
+        if not isinstance(index, int) or not 0 <= index < len(self._series):
+            raise DKOARError("choose a series of the table")
+        series = self._series[index]
+        if outside_files(self.options.data, series.files):
+            raise DKOARError(f"series {index + 1} has files outside the data folder (symbolic links); "
+                             "it cannot be opened")
+        with self.state:
+            self.say(f"Reading series {index + 1}...")
+        ct = await asyncio.to_thread(load_series, series, f"series {index + 1}")
+        self._show_ct(ct, f"Series {index + 1}: {series.description or series.modality}",
+                      DicomFolderIndex(scan=self._scan))
+        log.info("opened series %d (%s, %d slices)", index + 1, series.modality, ct.shape[0])
+
+    @_guarded
+    async def open_path(self, text=None) -> None:
+        """Open a folder or file the browser names: only inside the data folder."""
+        if self.options.data is None:
+            raise DKOARError("the station was started without --data: there is no folder to open files from")
+        path = resolve_inside(str(text if text is not None else self.state.st_open_path),
+                              {"data": self.options.data.resolve()})
+        await self._open_ct_path(str(path))
+
+    @_guarded
+    async def open_start_ct(self) -> None:
+        """The CT of --ct (the user's own command line names it, not the browser)."""
+        await self._open_ct_path(str(self.options.ct.resolve()))
+
+    async def _open_ct_path(self, path: str) -> None:
+        from DKOARSegmentationLib.input.ct_loader import load_ct
+        from DKOARSegmentationLib.input.series_scan import scan_dicom_file
+        from DKOARSegmentationMRML.dicom_source import DicomFolderIndex
+
+        self._refuse_while_busy()
+        with self.state:
+            self.say("Reading the CT...")
+        ct = await asyncio.to_thread(load_ct, path)
+        lookup = None
+        if ct.dicom is not None:
+            source = Path(path)
+            lookup = await asyncio.to_thread(
+                lambda: DicomFolderIndex(source) if source.is_dir() else DicomFolderIndex(scan=scan_dicom_file(source)))
+        self._show_ct(ct, "CT" + (f": {ct.dicom.header.get('SeriesDescription', '')}" if ct.dicom else ""), lookup)
+        log.info("opened a CT (%d slices, %s)", ct.shape[0], "DICOM" if ct.dicom else "image file")
+
+    def _show_ct(self, ct, label: str, lookup) -> None:
+        with self.state:
+            self._close_case()
+            self.ct_node = self.logic.addCTVolume(ct, "CT", lookup)
+            # the slice views only, as Slicer shows a CT it loads: a volume rendering in the 3D view
+            # costs seconds per frame on a CPU (the 3D view shows the structures' surfaces on request)
+            display = self.slicer_app.display_manager
+            display.show_volume_in_slice_background(self.ct_node)
+            display.show_volume_in_slice_foreground(None)
+            display.reset_views()
+            self.set_window("Soft tissue")
+            self.state.st_ct_label = label.strip(": ")
+            self.say(f"{label.strip(': ')} is open: {ct.shape[2]} x {ct.shape[1]} pixels, {ct.shape[0]} slices. "
+                     "Choose the structures and press Apply.", "success")
+
+    def _close_case(self) -> None:
+        """Remove the previous CT and its structures from the scene."""
+        scene = self.slicer_app.scene
+        for node in (self.segmentation_node, self.ct_node):
+            if node is not None and scene.IsNodePresent(node):
+                scene.RemoveNode(node)
+        self.segmentation_node = self.ct_node = None
+        self._volumes = {}
+        self.state.st_structures, self.state.st_times, self.state.st_exports = [], [], {}
+        self.state.st_summary, self.state.st_selected = "", ""
+
+    @_guarded
+    def set_window(self, preset: str) -> None:
+        if self.ct_node is None:
+            raise DKOARError("open a CT first")
+        review.apply_window_preset(self.ct_node, preset)
+        self.state.st_window = preset
+
+    # -- running the model ------------------------------------------------------------------------
+
+    @_guarded
+    def show_model_card(self) -> None:
+        self.state.st_card = self.logic.modelCard(str(self.options.model or ""))
+        self.state.st_card_visible = True
+
+    @_guarded
+    def apply(self) -> None:
+        """Apply starts the run; while it runs the same button cancels it."""
+        if self.logic.processRunning:
+            self.logic.cancelSegmentation()
+            self.say("Cancelling...")
+            return
+        if self.ct_node is None:
+            raise DKOARError("open a CT first")
+        if self._correcting:
+            raise DKOARError("correcting has started: press Finish before running the model again")
+        chosen = [name for name in self.state.st_run_structures]
+        if not chosen:
+            raise DKOARError("choose at least one structure")
+        folder = self.options.out / time.strftime("run-%Y%m%d-%H%M%S")
+        n = 1
+        while folder.exists():
+            n += 1
+            folder = self.options.out / time.strftime(f"run-%Y%m%d-%H%M%S-{n}")
+        process = self.logic.startSegmentationProcess(
+            self.ct_node, str(folder), str(self.options.model or ""), self.options.device,
+            onProgress=self._on_progress, onCompleted=self._on_completed, structures=",".join(chosen))
+        self._run_started = time.monotonic()
+        self.state.st_running, self.state.st_progress, self.state.st_stage = True, 0, "starting"
+        self.say(f"Running the model on {len(chosen)} structures...")
+        log.info("the model runs on %d structures", len(chosen))
+        asynchronous.create_task(self._watch(process))
+
+    async def _watch(self, process) -> None:
+        """Hand the child's output to the logic's callbacks, on the server's thread."""
+        running = True
+        while running:
+            await asyncio.sleep(POLL_S)
+            with self.state:
+                running = process.poll()
+
+    def _on_progress(self, stage: str, fraction: float, message: str) -> None:
+        self.state.st_progress = int(round(100 * fraction))
+        self.state.st_stage = message or stage
+
+    def _on_completed(self, node, record, error) -> None:
+        self.state.st_running = False
+        if error:
+            self.say(error if "cancelled" not in error else "The run was cancelled; nothing was loaded.", "error")
+            log.info("the run ended without a result (%s)", "cancelled" if "cancelled" in error else "refused or failed")
+            return
+        self._show_result(node)
+        seconds = time.monotonic() - self._run_started
+        log.info("the run finished in %.1f s", seconds)
+        notes = " ".join(f"Note: {w}" for w in record.get("warnings", []))
+        self.say(f"{len(record.get('outputs', {}))} outputs written in {seconds:.0f} s; the structures are shown. "
+                 f"Correcting has started: edits are timed. {notes}".strip(), "success")
+
+    def _show_result(self, node) -> None:
+        scene = self.slicer_app.scene
+        if self.segmentation_node is not None and scene.IsNodePresent(self.segmentation_node):
+            scene.RemoveNode(self.segmentation_node)
+        self.segmentation_node = node
+        self.editor.set_active_segmentation(node, self.ct_node)
+        self.editor.set_surface_representation_enabled(bool(self.state.st_show3d))
+        self._volumes = review.structure_volumes(node, self.ct_node)
+        self._start_correcting()
+        self._refresh_structures()
+
+    # -- review -----------------------------------------------------------------------------------
+
+    def _refresh_structures(self) -> None:
+        if self.segmentation_node is None:
+            self.state.st_structures = []
+            return
+        rows = review.structure_rows(self.segmentation_node, self.ct_node, volumes=self._volumes)
+        groups: dict[str, list] = {}
+        for row in rows:
+            groups.setdefault(row.group, []).append(row.as_dict())
+        self.state.st_structures = [{"group": g, "rows": members} for g, members in groups.items()]
+
+    def _require_result(self) -> None:
+        if self.segmentation_node is None:
+            raise DKOARError("run the model first: there are no structures yet")
+
+    @_guarded
+    def select_structure(self, segment_id: str) -> None:
+        """Select a structure for editing and centre the views on it."""
+        self._require_result()
+        self.editor.set_active_segment_id(segment_id)
+        self.state.st_selected = segment_id
+        if self._volumes.get(self._name_of(segment_id), 1.0) > 0:
+            review.jump_to_structure(self.segmentation_node, segment_id, self.ct_node)
+
+    def _name_of(self, segment_id: str) -> str:
+        segment = self.segmentation_node.GetSegmentation().GetSegment(segment_id)
+        return segment.GetName() if segment is not None else segment_id
+
+    @_guarded
+    def toggle_visible(self, segment_id: str) -> None:
+        self._require_result()
+        display = self.segmentation_node.GetDisplayNode()
+        review.set_structure_visible(self.segmentation_node, segment_id, not display.GetSegmentVisibility(segment_id))
+        self._refresh_structures()
+
+    @_guarded
+    def set_opacity(self, segment_id: str, opacity) -> None:
+        self._require_result()
+        review.set_structure_opacity(self.segmentation_node, segment_id, float(opacity))
+        self._refresh_structures()
+
+    @_guarded
+    def show_surfaces(self, on) -> None:
+        self.state.st_show3d = bool(on)
+        if self.segmentation_node is not None:
+            self.say("Making the 3D surfaces..." if on else "3D surfaces hidden.")
+            self.editor.set_surface_representation_enabled(bool(on))
+            if on:
+                self.say("3D surfaces shown.", "success")
+
+    # -- correcting -------------------------------------------------------------------------------
+
+    @property
+    def _correcting(self) -> bool:
+        session = self.logic.correctionSession
+        return session is not None and session.running
+
+    @_guarded
+    def start_correcting(self) -> None:
+        self._require_result()
+        self._start_correcting()
+        self.say("Correcting: edits are timed.", "success")
+
+    def _start_correcting(self) -> None:
+        self.logic.startCorrecting(self.segmentation_node, self.ct_node, logPath=str(self.options.log_path),
+                                   site=self.options.site, siteKeyPath=str(self.options.site_key or ""),
+                                   idleCutoffSeconds=30.0, listener=self._on_correction_event)
+        self.logic.segmentSelected(self.editor.get_active_segment_id())
+        self.logic.effectChosen(self._effect_name())
+        self.state.st_correcting, self.state.st_times, self.state.st_summary = True, [], ""
+        self.state.st_edits = 0
+
+    def _effect_name(self) -> str:
+        """The active effect's short name ("Paint"), empty for none."""
+        name = self.editor.get_active_effect_name().rsplit(".", 1)[-1].replace("SegmentationEffect", "")
+        return "" if name in ("", "NoTool") else name
+
+    def _on_segment_selected(self, segment_id="", *_) -> None:
+        self.logic.segmentSelected(segment_id or "")
+        self.state.st_selected = segment_id or ""
+
+    def _on_effect_chosen(self, *_) -> None:
+        name = self._effect_name()
+        self.state.st_effect = name
+        self.logic.effectChosen(name)
+
+    def _on_undo_redo(self, *_) -> None:
+        self.logic.checkEdits()
+
+    def _on_correction_event(self, event) -> None:
+        session = self.logic.correctionSession
+        if session is None:
+            return
+        self._show_times(session.live_timing())
+        if event.kind == "edit":
+            self.state.st_edits = int(self.state.st_edits or 0) + 1
+            self._volumes_due = time.monotonic() + VOLUME_REFRESH_S
+            asynchronous.create_task(self._refresh_volumes_later())
+
+    async def _refresh_volumes_later(self) -> None:
+        await asyncio.sleep(VOLUME_REFRESH_S)
+        if self._volumes_due is None or time.monotonic() < self._volumes_due or self.segmentation_node is None:
+            return
+        self._volumes_due = None
+        with self.state:
+            self._volumes = review.structure_volumes(self.segmentation_node, self.ct_node)
+            self._refresh_structures()
+
+    def _show_times(self, timing, changed=None) -> None:
+        rows = sorted(timing.structures.items(), key=lambda item: (-item[1].active_s, item[0]))
+        if changed is not None:
+            rows += [(name, None) for name in sorted(changed) if name not in timing.structures]
+        self.state.st_times = [{"name": name, "active_s": round(t.active_s, 1) if t else 0.0,
+                                "edits": t.edits if t else 0, "changed": changed is not None and name in changed}
+                               for name, t in rows]
+
+    @_guarded
+    def finish(self) -> None:
+        if not self._correcting:
+            raise DKOARError("correcting has not started: run the model, or press Start correcting")
+        result = self.logic.finishCorrecting()
+        self.state.st_correcting = False
+        self._show_times(result.timing, result.changed)
+        self._volumes = review.structure_volumes(self.segmentation_node, self.ct_node)
+        self._refresh_structures()
+        self.state.st_summary = (f"{len(result.changed)} structures corrected (SEMIAUTOMATIC on export), "
+                                 f"{len(result.unchanged)} accepted unchanged; "
+                                 f"{result.timing.active_s:.0f} s of active correction. The case is in the log.")
+        self.say(self.state.st_summary, "success")
+        log.info("correcting finished: %d structures changed, %.1f s active", len(result.changed),
+                 result.timing.active_s)
+
+    @_guarded
+    def undo(self) -> None:
+        self.editor.undo_stack.undo()
+
+    @_guarded
+    def redo(self) -> None:
+        self.editor.undo_stack.redo()
+
+    @_guarded
+    def key(self, name: str) -> None:
+        """Slicer's Segment Editor keys: Escape leaves the effect, 1-3 choose Paint, Draw, Erase."""
+        if self.segmentation_node is None:
+            return
+        if name == "Escape":
+            self.editor.deactivate_effect()
+        elif name in EFFECT_KEYS:
+            wanted = [e for e in self.editor.builtin_effects if e.__name__ == f"SegmentationEffect{EFFECT_KEYS[name]}"]
+            if wanted:
+                self.editor.set_active_effect_type(wanted[0])
+
+    # -- export -----------------------------------------------------------------------------------
+
+    @_guarded
+    def export(self, kind: str) -> None:
+        """Write ``kind`` into a new folder of the output folder; the page then offers the download."""
+        self._require_result()
+        if kind not in EXPORTS:
+            raise DKOARError(f"unknown export {kind!r}")
+        if self._correcting:
+            raise DKOARError("press Finish first: the export marks what Finish found corrected")
+        path = self.logic.exportToNewFolder(kind, self.segmentation_node, self.ct_node, str(self.options.out))
+        relative = path.resolve().relative_to(self.options.out.resolve())
+        self.state.st_exports = {**self.state.st_exports, kind: {"file": path.name, "folder": str(relative.parent)}}
+        self.say(f"{kind} written to {relative.parent}/ in the output folder.", "success")
+        log.info("exported %s", kind)
+
+    @_guarded
+    async def download(self, kind: str):
+        """The bytes of an export for the browser's download (only files of the output folder)."""
+        entry = self.state.st_exports.get(kind)
+        if not entry:
+            raise DKOARError(f"export the {kind} first")
+        path = resolve_inside(str(Path(entry["folder"]) / entry["file"]), {"output": self.options.out.resolve()})
+        return self.server.protocol.addAttachment(path.read_bytes())
+
+    # -- end --------------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self.logic.shutdown()
+        self._restore_namespace()

@@ -111,9 +111,13 @@ class StationPage:
     def message(self) -> tuple[str, str]:
         return self.state("st_message"), self.state("st_message_kind")
 
-    def screenshot(self, name: str) -> Path | None:
+    def screenshot(self, name: str, focus: str | None = None) -> Path | None:
+        """The page as ``station-NAME.png``, the panel scrolled to ``focus`` (a selector) first."""
         if self.screenshots is None:
             return None
+        if focus is not None:
+            self.page.locator(focus).first.scroll_into_view_if_needed()
+            self.page.wait_for_timeout(300)
         self.screenshots.mkdir(parents=True, exist_ok=True)
         path = self.screenshots / f"station-{name}.png"
         self.page.screenshot(path=str(path))
@@ -151,11 +155,20 @@ class StationPage:
         self.click(f"#st-structure-{name} .st-name")
         self.wait_for(f"s('st_selected') === {name!r}", 30)
 
+    def press(self, keys: str) -> None:
+        """Keys pressed with the mouse over the panel (not over a view, which takes its own keys)."""
+        self.page.mouse.move(5, VIEWPORT["height"] - 5)
+        self.page.evaluate("document.activeElement && document.activeElement.blur && document.activeElement.blur()")
+        self.page.keyboard.press(keys)
+
     def choose_effect(self, key: str = "1", effect: str = "Paint") -> None:
         """Slicer's Segment Editor keys: 1 is Paint."""
-        self.page.mouse.move(5, VIEWPORT["height"] - 5)
-        self.page.keyboard.press(key)
+        self.press(key)
         self.wait_for(f"s('st_effect') === {effect!r}", 30)
+
+    def structure(self, name: str) -> dict:
+        """The review list's row of a structure."""
+        return next(r for g in self.state("st_structures") for r in g["rows"] if r["name"] == name)
 
     def view_box(self, index: int = 0) -> dict:
         """The screen box of a view's image (0: axial, 1: 3D, 2: sagittal, 3: coronal)."""

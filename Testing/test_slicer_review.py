@@ -11,8 +11,11 @@ import pytest
 
 from Testing.test_slicer_mrml import (  # noqa: F401 (fixtures)
     TINY_GRID,
-    _dicom_ct_node,
+    ListSink,
+    _background_block,
+    _editor,
     _grow,
+    _paint,
     core,
     loaded,
     slicer,
@@ -143,3 +146,74 @@ def test_a_ct_added_by_the_logic_is_marked_and_its_folder_becomes_the_dicom_look
     path = logic.exportRTStruct(seg_node, node, str(tmp_path / "rtstruct.dcm"))
     assert pydicom.dcmread(path).ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == \
         ct.dicom.frame_of_reference_uid
+
+
+def test_undo_and_redo_put_back_exactly_the_voxels_of_each_stroke(core, loaded):
+    from DKOARSegmentationMRML.edit_observer import EditObserver
+    from DKOARSegmentationMRML.labelmap_history import LabelmapHistory
+    from DKOARSegmentationMRML.readback import segmentation_to_core
+
+    phantom, ct_node, seg_node, _ = loaded
+    editor_node, logic = _editor(core, seg_node, ct_node)
+    history = LabelmapHistory(seg_node, ct_node, limit=2)
+    sink = ListSink()
+    observer = EditObserver(seg_node, sink)
+    observer.start()
+    assert not history.record() and not history.can_undo
+    states = [segmentation_to_core(seg_node, ct_node).labels]
+    box = _background_block(phantom.truth.labels)
+    for name in ("Chiasm", "Brainstem", "Parotid_L"):  # three strokes; the limit keeps two
+        _paint(logic, seg_node, ct_node, name, box)
+        assert history.record()
+        states.append(segmentation_to_core(seg_node, ct_node).labels)
+    assert [e.segments for e in sink.events] == [("Chiasm",), ("Brainstem", "Chiasm"), ("Brainstem", "Parotid_L")]
+    assert history.undo() and np.array_equal(segmentation_to_core(seg_node, ct_node).labels, states[2])
+    assert sink.events[-1].segments == ("Brainstem", "Parotid_L"), "an undo is an edit of what it changes"
+    assert history.undo() and np.array_equal(segmentation_to_core(seg_node, ct_node).labels, states[1])
+    assert not history.undo() and not history.can_undo  # the limit
+    assert not history.record(), "an undo is no new step"
+    assert history.redo() and np.array_equal(segmentation_to_core(seg_node, ct_node).labels, states[2])
+    # a new stroke drops what could be redone
+    _paint(logic, seg_node, ct_node, "Mandible", box)
+    assert history.record() and not history.can_redo
+    assert history.undo() and np.array_equal(segmentation_to_core(seg_node, ct_node).labels, states[2])
+
+
+def test_layers_made_or_merged_start_the_history_again(core, loaded):
+    from DKOARSegmentationMRML.labelmap_history import LabelmapHistory
+
+    phantom, ct_node, seg_node, _ = loaded
+    editor_node, logic = _editor(core, seg_node, ct_node)
+    history = LabelmapHistory(seg_node, ct_node)
+    _paint(logic, seg_node, ct_node, "Chiasm", _background_block(phantom.truth.labels))
+    assert history.record() and history.can_undo
+    brain = slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Brain", ct_node)
+    seg_node.GetSegmentation().SeparateSegmentLabelmap("Brain")  # a layer of its own: not a voxel edit
+    assert seg_node.GetSegmentation().GetNumberOfLayers() == 2
+    assert not history.record() and not history.can_undo
+    assert np.array_equal(slicer.util.arrayFromSegmentBinaryLabelmap(seg_node, "Brain", ct_node), brain)
+    _paint(logic, seg_node, ct_node, "Mandible", _background_block(phantom.truth.labels))
+    assert history.record() and history.undo()
+
+
+def test_a_deferred_comparison_times_the_edit_when_it_happened(core, loaded):
+    """The station shows a stroke before comparing the segments: the edit keeps the stroke's time."""
+    from DKOARSegmentationMRML.edit_observer import EditObserver
+    from Testing.test_slicer_mrml import Clock
+
+    phantom, ct_node, seg_node, _ = loaded
+    editor_node, logic = _editor(core, seg_node, ct_node)
+    later, sink, clock = [], ListSink(), Clock()
+    observer = EditObserver(seg_node, sink, clock=clock, defer=later.append)
+    observer.start()
+    clock.tick(3)
+    _paint(logic, seg_node, ct_node, "Chiasm", _background_block(phantom.truth.labels))
+    assert sink.events == [] and len(later) == 1, "one comparison asked for, however many events the stroke made"
+    clock.tick(0.25)
+    later.pop()()
+    assert [(e.kind, e.segments, e.time) for e in sink.events] == [("edit", ("Chiasm",), 1003.0)]
+    _paint(logic, seg_node, ct_node, "Brainstem", _background_block(phantom.truth.labels))
+    observer.check()  # Finish compares at once, whatever is pending
+    assert sink.events[-1].segments == ("Brainstem", "Chiasm") and sink.events[-1].time == 1003.25
+    later.pop()()  # the pending call back finds nothing left
+    assert len(sink.events) == 2

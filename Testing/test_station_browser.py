@@ -131,16 +131,49 @@ def test_the_demo_model_runs_in_the_background_and_its_structures_are_listed(pag
     parotid = next(r for g in page.state("st_structures") for r in g["rows"] if r["name"] == PAINTED)
     assert parotid["color"].startswith("#") and parotid["volume_ml"] > 0 and "Parotid" in parotid["terminology"]
     assert page.state("st_correcting"), "correcting starts with the AI result as the baseline"
-    page.screenshot("4-structures")
+    page.screenshot("4-structures", focus="#st-structures")
+
+
+def test_the_model_card_opens_on_request(page):
+    page.click("#st-model-card")
+    page.wait_for("s('st_card_visible')")
+    assert "not for clinical use" in page.state("st_card").lower()
+    page.page.wait_for_selector("#st-card", state="visible")
+    page.press("Escape")
+    page.wait_for("!s('st_card_visible')")
+
+
+def test_visibility_and_3d_surfaces_on_request(page):
+    page.click("#st-structure-Mandible .v-btn")  # the eye
+    page.wait_for("!s('st_structures').flatMap(g => g.rows).find(r => r.name === 'Mandible').visible")
+    page.click("#st-structure-Mandible .v-btn")
+    page.wait_for("s('st_structures').flatMap(g => g.rows).find(r => r.name === 'Mandible').visible")
+    empty = page.view_pixels(1).std()
+    page.click("#st-show3d")
+    page.wait_for("s('st_message') === '3D surfaces shown.'", 120)
+    page.page.wait_for_timeout(1500)
+    assert page.view_pixels(1).std() > empty + 10, "the 3D view shows no surfaces"
+    page.screenshot("4-surfaces", focus="#st-structures")
+    page.click("#st-show3d")  # off again: each edit would rebuild every surface
+    page.wait_for("!s('st_show3d')")
 
 
 def test_a_structure_is_painted_with_real_mouse_events_and_timed(page):
     page.select_structure(PAINTED)
     page.choose_effect("1", "Paint")  # Slicer's key for Paint
+    before = page.structure(PAINTED)["volume_ml"]
     page.paint_in_background(0)
     times = {t["name"]: t for t in page.state("st_times")}
     assert times[PAINTED]["edits"] == 1 and times[PAINTED]["active_s"] > 0
-    page.screenshot("5-painted")
+    page.wait_for(f"s('st_structures').flatMap(g => g.rows).find(r => r.name === {PAINTED!r}).volume_ml > {before}")
+    # Slicer's undo and redo keys: each is an edit of the structure it changes
+    page.press("Control+z")
+    page.wait_for("s('st_edits') === 2")
+    page.wait_for(f"s('st_structures').flatMap(g => g.rows).find(r => r.name === {PAINTED!r}).volume_ml === {before}")
+    page.press("Control+y")
+    page.wait_for("s('st_edits') === 3")
+    assert {t["name"]: t["edits"] for t in page.state("st_times")}[PAINTED] == 3
+    page.screenshot("5-painted", focus="#st-times")
 
 
 def test_finish_stores_the_case_in_the_correction_log(page, workdir):
@@ -169,7 +202,7 @@ def test_the_exported_rtstruct_differs_from_the_ai_result_in_the_painted_structu
     assert written.is_file()
     downloaded = page.download("RTSTRUCT", workdir / "downloaded-rtstruct.dcm")
     assert downloaded.read_bytes() == written.read_bytes()
-    page.screenshot("6-exported")
+    page.screenshot("6-exported", focus="#st-download-RTSTRUCT")
 
     ct = load_ct(workdir / "data" / "patient" / "ct")
     ai = read_rtstruct_masks(_ai_rtstruct(workdir), ct)
@@ -208,7 +241,7 @@ def test_a_path_outside_the_data_folder_is_refused_with_one_message(page, given,
     text, kind = page.message()
     assert kind == "error" and says in text and "Traceback" not in text
     if given == "escape":
-        page.screenshot("7-refused")
+        page.screenshot("7-refused", focus="#st-message")
 
 
 def test_the_stations_log_holds_no_patient_identifier(station, phantom):

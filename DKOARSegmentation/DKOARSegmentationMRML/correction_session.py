@@ -45,13 +45,13 @@ class CorrectionResult:
 class CorrectionSession:
     def __init__(self, segmentation_node, reference_volume_node, sink: EventSink | None = None,
                  editor_node=None, catalogue: Catalogue | None = None, idle_cutoff_s: float = 30.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, defer: Callable | None = None):
         self.segmentation_node = segmentation_node
         self.reference_volume_node = reference_volume_node
         self.catalogue = catalogue or default_catalogue()
         self.idle_cutoff_s = idle_cutoff_s
         self.sink = sink
-        self.observer = EditObserver(segmentation_node, sink, editor_node, self.catalogue, clock)
+        self.observer = EditObserver(segmentation_node, sink, editor_node, self.catalogue, clock, defer)
         self.baseline: Segmentation | None = None
         self.result: CorrectionResult | None = None
 

@@ -171,10 +171,13 @@ class SegmentationLogic:
         return node
 
     def startCorrecting(self, segmentationNode, volumeNode, editorNode=None, logPath: str = "", site: str = "",
-                        siteKeyPath: str = "", idleCutoffSeconds: float = 30.0, listener=None) -> CorrectionSession:
+                        siteKeyPath: str = "", idleCutoffSeconds: float = 30.0, listener=None,
+                        deferChecks=None) -> CorrectionSession:
         """Keep the segmentation as the AI baseline and time the edits from now on. With
         ``logPath`` every event goes to that correction log as it happens (see
-        ``correction_logging``); ``listener`` is called with each event (a live table)."""
+        ``correction_logging``); ``listener`` is called with each event (a live table);
+        ``deferChecks(callback)`` lets the front end show a stroke before it is compared
+        (``edit_observer``)."""
         if segmentationNode is None or volumeNode is None:
             raise DKOARError("select the segmentation to correct and its CT")
         if self.correctionSession is not None and self.correctionSession.running:
@@ -184,7 +187,7 @@ class SegmentationLogic:
             self._correctionLog, sink = open_case(logPath, segmentationNode, volumeNode, site, siteKeyPath,
                                                   self.dicomDatabase)
         session = CorrectionSession(segmentationNode, volumeNode, sink, editor_node=editorNode,
-                                    idle_cutoff_s=idleCutoffSeconds)
+                                    idle_cutoff_s=idleCutoffSeconds, defer=deferChecks)
         if listener is not None:
             session.observer.listeners.append(listener)
         session.start()

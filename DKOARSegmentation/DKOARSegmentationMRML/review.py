@@ -17,8 +17,8 @@ from DKOARSegmentationLib.errors import DKOARError
 from DKOARSegmentationLib.structures.catalogue import Catalogue, default_catalogue
 from DKOARSegmentationLib.volume import voxel_volume_ml
 
-from .readback import segment_mask, segment_masks
-from .result_loading import segment_ids
+from .readback import layer_region, segment_mask
+from .result_loading import BINARY_LABELMAP, segment_ids
 from .terminology import segment_codes
 
 # (window, level) in HU, Slicer's CT presets (its volume display presets of the same names)
@@ -92,12 +92,35 @@ def structure_rows(segmentation_node, reference_volume_node, catalogue: Catalogu
     return rows
 
 
-def structure_volumes(segmentation_node, reference_volume_node, catalogue: Catalogue | None = None,
-                      names=None) -> dict[str, float]:
-    """Catalogue name -> volume in ml on the reference grid (all structures, or only ``names``)."""
-    masks = segment_masks(segmentation_node, reference_volume_node, catalogue)
+def structure_volumes(segmentation_node, reference_volume_node,
+                      catalogue: Catalogue | None = None) -> dict[str, float]:
+    """Catalogue name -> volume in ml on the reference grid. A shared layer is counted once for all
+    its segments (one pass, whatever the number of structures: the list refreshes after each edit);
+    a segment off the reference grid is resampled."""
+    catalogue = catalogue or default_catalogue()
     voxel = voxel_volume_ml(reference_volume_node.GetSpacing())
-    return {name: mask.count * voxel for name, mask in masks.items() if names is None or name in names}
+    counts: dict[str, np.ndarray | None] = {}  # layer address -> voxels per label value
+    volumes = {}
+    segmentation = segmentation_node.GetSegmentation()
+    for segment_id in segment_ids(segmentation_node):
+        segment = segmentation.GetSegment(segment_id)
+        structure = catalogue.find(segment.GetName())
+        if structure is None:
+            continue
+        image = segment.GetRepresentation(BINARY_LABELMAP)
+        value = int(segment.GetLabelValue())
+        per_value = None
+        if image is not None and segmentation_node.GetTransformNodeID() == reference_volume_node.GetTransformNodeID():
+            key = image.GetAddressAsString(image.GetClassName())
+            if key not in counts:
+                region = layer_region(image, reference_volume_node)  # the layer's own voxels, not the CT's
+                counts[key] = None if region is None else np.bincount(region[0].ravel(), minlength=1)
+            per_value = counts[key]
+        if per_value is not None:
+            volumes[structure.name] = (int(per_value[value]) if 0 < value < len(per_value) else 0) * voxel
+        else:
+            volumes[structure.name] = int(segment_mask(segmentation_node, segment_id, reference_volume_node).sum()) * voxel
+    return volumes
 
 
 def set_structure_visible(segmentation_node, segment_id: str, visible: bool) -> None:

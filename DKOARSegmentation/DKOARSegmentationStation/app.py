@@ -30,13 +30,19 @@ from DKOARSegmentationLib.pipeline.background import launch_child
 from DKOARSegmentationLib.serving.paths import outside_files, resolve_inside
 from DKOARSegmentationMRML import review
 from DKOARSegmentationMRML.application import bind_slicer_namespace
+from DKOARSegmentationMRML.labelmap_history import LabelmapHistory
 from DKOARSegmentationMRML.logic import EXPORTS, SegmentationLogic
 
 log = logging.getLogger("dkoar.station")
 
 LAYOUT = "Four-Up"
-POLL_S = 0.1  # how often the child's output is read while a run goes on
-VOLUME_REFRESH_S = 1.0  # volumes of edited structures are recounted this long after the last edit
+STILL_QUALITY = 90  # trame-rca's JPEG quality of a still image
+OTHER_VIEWS_FPS = 2.0  # frames a second of the views the mouse is not over
+POLL_S = 0.1
+# after a stroke, the slice views render and send their images first; comparing the segments for
+# the correction timing and the undo history waits this long (the edit is timed when it happened)
+AFTER_VIEWS_S = 0.25  # how often the child's output is read while a run goes on
+VOLUME_REFRESH_S = 2.0  # the volumes are recounted this long after the last edit (not between strokes)
 # Slicer's Segment Editor keys that trame-slicer's editor has: its first three effects by number
 EFFECT_KEYS = {"1": "Paint", "2": "Draw", "3": "Erase"}
 
@@ -95,12 +101,21 @@ class StationApp(TrameApp):
         vtkObject.GlobalWarningDisplayOff()
         scene = self.slicer_app.scene
         self._restore_namespace = bind_slicer_namespace(scene, self.slicer_app.app_logic)
-        register_rca_factories(self.slicer_app.view_manager, self.server)
+        # Rendering is on the CPU here: one render per change, at the still quality (trame-rca's
+        # default renders every change twice, a rough image then a fine one), and the views the mouse
+        # is not over follow at a few frames a second, so that the one being painted keeps up
+        register_rca_factories(self.slicer_app.view_manager, self.server, interactive_quality=STILL_QUALITY,
+                               blur_fps=OTHER_VIEWS_FPS)
         self.layout_manager = LayoutManager(scene, self.slicer_app.view_manager, self.server)
         self.layout_manager.register_layout_dict({LAYOUT: four_up(), **LayoutManager.default_grid_configuration()})
         self.layout_manager.set_layout(LAYOUT)
         self.editor = self.slicer_app.segmentation_editor
-        self.editor_logic = SegmentEditorLogic(self.server, self.slicer_app)  # trame-slicer's effects and undo
+        self.editor_logic = SegmentEditorLogic(self.server, self.slicer_app)  # trame-slicer's effects
+        # undo and redo are the MRML logic's (labelmap_history): trame-slicer's own copies the whole
+        # segmentation twice per stroke and takes seconds to free a copy of a full-size CT's structures
+        self.editor.set_undo_stack(None)
+        self.history = None
+        self._history_due = False
         # the child runs the pipeline in this environment's Python (torch is here)
         self.logic = SegmentationLogic(launcher=launch_child, python=sys.executable)
         self.ct_node = None
@@ -117,7 +132,7 @@ class StationApp(TrameApp):
         self.editor_logic.set_ui(self.page.segment_editor)
         self.editor.active_segment_id_changed.connect(self._on_segment_selected)
         self.editor.active_effect_name_changed.connect(self._on_effect_chosen)
-        self.editor.undo_stack.index_changed.connect(self._on_undo_redo)
+        self.editor.segmentation_modified.connect(self._on_segmentation_modified)
         self.server.controller.on_server_ready.add(self._on_ready)
         self.server.controller.on_client_connected.add(self._render_views)
 
@@ -259,7 +274,7 @@ class StationApp(TrameApp):
         for node in (self.segmentation_node, self.ct_node):
             if node is not None and scene.IsNodePresent(node):
                 scene.RemoveNode(node)
-        self.segmentation_node = self.ct_node = None
+        self.segmentation_node = self.ct_node = self.history = None
         self._volumes = {}
         self.state.st_structures, self.state.st_times, self.state.st_exports = [], [], {}
         self.state.st_summary, self.state.st_selected = "", ""
@@ -338,6 +353,7 @@ class StationApp(TrameApp):
         self.segmentation_node = node
         self.editor.set_active_segmentation(node, self.ct_node)
         self.editor.set_surface_representation_enabled(bool(self.state.st_show3d))
+        self.history = LabelmapHistory(node, self.ct_node)
         self._volumes = review.structure_volumes(node, self.ct_node)
         self._start_correcting()
         self._refresh_structures()
@@ -409,7 +425,8 @@ class StationApp(TrameApp):
     def _start_correcting(self) -> None:
         self.logic.startCorrecting(self.segmentation_node, self.ct_node, logPath=str(self.options.log_path),
                                    site=self.options.site, siteKeyPath=str(self.options.site_key or ""),
-                                   idleCutoffSeconds=30.0, listener=self._on_correction_event)
+                                   idleCutoffSeconds=30.0, listener=self._on_correction_event,
+                                   deferChecks=self._after_views)
         self.logic.segmentSelected(self.editor.get_active_segment_id())
         self.logic.effectChosen(self._effect_name())
         self.state.st_correcting, self.state.st_times, self.state.st_summary = True, [], ""
@@ -429,18 +446,37 @@ class StationApp(TrameApp):
         self.state.st_effect = name
         self.logic.effectChosen(name)
 
-    def _on_undo_redo(self, *_) -> None:
-        self.logic.checkEdits()
+    def _after_views(self, callback) -> None:
+        """Call back once the views have had time to render and send the stroke's images."""
+        def run() -> None:
+            with self.state:
+                callback()
+
+        asyncio.get_running_loop().call_later(AFTER_VIEWS_S, run)
+
+    def _on_segmentation_modified(self, *_) -> None:
+        """Each change of the segmentation (an effect applied) is one step of the undo history."""
+        if self.history is not None and not self._history_due:
+            self._history_due = True
+            self._after_views(self._record_history)
+
+    def _record_history(self) -> None:
+        self._history_due = False
+        if self.history is not None and self.history.node is self.editor.active_segmentation_node:
+            self.history.record()
 
     def _on_correction_event(self, event) -> None:
+        """The live times, sent at once: an edit arrives inside a view's mouse event, which
+        flushes no state of its own."""
         session = self.logic.correctionSession
         if session is None:
             return
-        self._show_times(session.live_timing())
-        if event.kind == "edit":
-            self.state.st_edits = int(self.state.st_edits or 0) + 1
-            self._volumes_due = time.monotonic() + VOLUME_REFRESH_S
-            asynchronous.create_task(self._refresh_volumes_later())
+        with self.state:
+            self._show_times(session.live_timing())
+            if event.kind == "edit":
+                self.state.st_edits = int(self.state.st_edits or 0) + 1
+                self._volumes_due = time.monotonic() + VOLUME_REFRESH_S
+                asynchronous.create_task(self._refresh_volumes_later())
 
     async def _refresh_volumes_later(self) -> None:
         await asyncio.sleep(VOLUME_REFRESH_S)
@@ -477,11 +513,21 @@ class StationApp(TrameApp):
 
     @_guarded
     def undo(self) -> None:
-        self.editor.undo_stack.undo()
+        self._undo_redo(undo=True)
 
     @_guarded
     def redo(self) -> None:
-        self.editor.undo_stack.redo()
+        self._undo_redo(undo=False)
+
+    def _undo_redo(self, undo: bool) -> None:
+        if self.history is None:
+            raise DKOARError("run the model first: there is nothing to undo")
+        done = self.history.undo() if undo else self.history.redo()
+        if not done:
+            self.say("Nothing to undo." if undo else "Nothing to redo.")
+            return
+        self.logic.checkEdits()  # the observer has seen it already; this makes sure
+        self.editor.active_segmentation.trigger_modified()
 
     @_guarded
     def key(self, name: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from Testing.test_slicer_mrml import (  # noqa: F401 (fixtures)
+from Testing.test_slicer_mrml import (  # noqa: F401, F811 (the fixtures of the MRML tests, shared)
     TINY_GRID,
     ListSink,
     _background_block,
@@ -22,9 +22,9 @@ from Testing.test_slicer_mrml import (  # noqa: F401 (fixtures)
     tiny_phantom,
 )
 
-from DKOARSegmentationLib.errors import DKOARError  # noqa: E402
-from DKOARSegmentationLib.structures.catalogue import default_catalogue  # noqa: E402
-from DKOARSegmentationMRML import review  # noqa: E402
+from DKOARSegmentationLib.errors import DKOARError
+from DKOARSegmentationLib.structures.catalogue import default_catalogue
+from DKOARSegmentationMRML import review
 
 
 def test_window_presets_set_the_ct_display(core, tiny_phantom):

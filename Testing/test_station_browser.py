@@ -6,7 +6,8 @@ the demo model on the CPU (and cancel a run), see the structures, paint one of t
 view, Finish, export the RTSTRUCT and download it. The RTSTRUCT is then read back: exactly the
 painted structure differs from the AI result, and the correction log holds the case with active
 time for it. Refusals: a path outside the data folder (traversal, absolute, symbolic link), and a
-station bound to another host than 127.0.0.1 without its token. Screenshots of each step go to
+station bound to another host than 127.0.0.1 without its token; no patient identifier in the
+station's log or in any address the page asks for. Screenshots of each step go to
 ``DKOAR_STATION_SCREENSHOTS`` (the README's, in Resources/Screenshots) or a temporary folder.
 
 Small phantom (96 x 96 pixels of 2.6 mm, 4 mm slices); the model run dominates the time.
@@ -52,6 +53,8 @@ def station(workdir, phantom):
     outside = workdir / "outside"
     outside.mkdir()
     (workdir / "data" / "escape").symlink_to(outside)  # a link inside the data folder leading out of it
+    (workdir / "data" / "notes").mkdir()
+    (workdir / "data" / "notes" / "readme.txt").write_text("not DICOM")
     running = start_station(["--data", str(workdir / "data"), "--out", str(workdir / "out"),
                              "--log", str(workdir / "corrections.sqlite"), "--site-key", str(workdir / "site.key"),
                              "--device", "cpu"], workdir)
@@ -70,12 +73,26 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def page(browser, station, workdir):
+def requested():
+    """Every address the page asked the station for."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(browser, station, workdir, requested):
     tab = browser.new_page(viewport=VIEWPORT)
+    tab.on("request", lambda request: requested.append(request.url))
+    tab.on("websocket", lambda socket: requested.append(socket.url))
     shots = StationPage(tab, screenshot_folder(workdir / "screenshots"))
     shots.open(station.url)
     yield shots
     tab.close()
+
+
+def _identifiers(phantom) -> list[str]:
+    header = phantom.ct.dicom.header
+    return [str(header.PatientName), str(header.PatientID), str(header.StudyInstanceUID),
+            str(header.SeriesInstanceUID), str(header.FrameOfReferenceUID)]
 
 
 def _ai_rtstruct(workdir: Path) -> Path:
@@ -106,6 +123,15 @@ def test_a_series_opens_in_the_slice_views_with_ct_window_presets(page):
     page.wait_for("s('st_window') === 'Soft tissue'")
     axial = page.view_pixels(0)
     assert axial.std() > 10, "the axial view shows no CT"
+    # scrolling as in Slicer: the mouse wheel over a slice view moves through the slices
+    slider = "Red__SliderState__value"
+    before = page.state(slider)
+    box = page.view_box(0)
+    page.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(3):
+        page.page.mouse.wheel(0, -100)
+        page.page.wait_for_timeout(100)
+    page.wait_for(f"s({slider!r}) !== {before!r}")
     page.screenshot("2-ct")
 
 
@@ -235,6 +261,7 @@ def test_the_other_exports_are_written_and_downloadable(page, workdir):
     ("/etc", "outside the data folder"),
     ("escape", "outside the data folder"),
     ("patient/nothing-here", "no such file or folder"),
+    ("notes", "no DICOM files found"),  # inside, but the core refuses it: its message, as the CLI's
 ])
 def test_a_path_outside_the_data_folder_is_refused_with_one_message(page, given, says):
     page.open_path(given)
@@ -244,20 +271,23 @@ def test_a_path_outside_the_data_folder_is_refused_with_one_message(page, given,
         page.screenshot("7-refused", focus="#st-message")
 
 
-def test_the_stations_log_holds_no_patient_identifier(station, phantom):
-    header = phantom.ct.dicom.header
+def test_the_stations_log_and_addresses_hold_no_patient_identifier(station, phantom, requested):
     log = station.log
     assert "opened series 1" in log and "correcting finished" in log
-    for identifier in (str(header.PatientName), str(header.PatientID), str(header.StudyInstanceUID),
-                       str(header.SeriesInstanceUID), "Traceback"):
+    for identifier in [*_identifiers(phantom), "Traceback"]:
         assert identifier not in log, identifier
+    assert len(requested) > 3
+    for url in requested:
+        assert not any(identifier in url for identifier in _identifiers(phantom)), url
 
 
-def test_a_station_on_another_host_needs_its_token(workdir, phantom):
-    """Bound to all interfaces the station asks for the token it printed (traffic stays on loopback)."""
+def test_a_station_on_another_host_needs_its_token(workdir, phantom, browser):
+    """Bound to all interfaces the station asks for the token it printed (traffic stays on loopback);
+    in a browser the token opens it, and --ct opens that CT at start."""
     other = workdir / "other"
     other.mkdir()
-    running = start_station(["--data", str(workdir / "data"), "--out", str(other / "out"), "--host", "0.0.0.0"], other)
+    running = start_station(["--ct", str(workdir / "data" / "patient" / "ct"), "--out", str(other / "out"),
+                             "--host", "0.0.0.0"], other)
     try:
         assert "?token=" in running.url
         base, token = running.url.split("?token=")
@@ -271,6 +301,15 @@ def test_a_station_on_another_host_needs_its_token(workdir, phantom):
         opened = browser_like.open(running.url, timeout=30)  # the token becomes a cookie; the address loses it
         assert "token" not in opened.url
         assert opened.status == 200 and b"<html" in opened.read().lower()
+        tab = browser.new_page(viewport=VIEWPORT)
+        try:
+            station_page = StationPage(tab)
+            station_page.open(running.url)
+            station_page.wait_for("s('st_ct_label') !== '' && !s('st_busy')", 120)
+            assert "token" not in tab.url and station_page.message()[1] == "success"
+            assert station_page.state("st_series") == [] and tab.locator("#st-open-path").count() == 0
+        finally:
+            tab.close()
         assert token not in running.log
     finally:
         running.stop()

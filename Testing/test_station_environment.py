@@ -31,7 +31,8 @@ def test_the_station_environment_has_trame_slicer_on_slicer_core_5_11():
                         "print(*(m.version(p) for p in ('trame-slicer', 'slicer-core', 'vtk')))")
     assert versions.split() == ["2.0.0", "5.11.0.6", "9.6.0"]
     # and the core, the MRML logic and the station from this checkout
-    where = _station("import DKOARSegmentationLib, DKOARSegmentationMRML, DKOARSegmentationStation as s; print(s.__file__)")
+    where = _station("import DKOARSegmentationLib, DKOARSegmentationMRML, DKOARSegmentationStation as s; "
+                     "print(s.__file__)")
     assert Path(where).is_relative_to(REPO)
 
 

@@ -117,7 +117,8 @@ def layer_region(image, reference_volume_node):
     values = (values[:, 0] if values.ndim > 1 else values).reshape(
         extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
     src, dst = [], []
-    for lo, hi, size in ((extent[4], extent[5], dims[2]), (extent[2], extent[3], dims[1]), (extent[0], extent[1], dims[0])):
+    axes = ((extent[4], extent[5], dims[2]), (extent[2], extent[3], dims[1]), (extent[0], extent[1], dims[0]))
+    for lo, hi, size in axes:
         a, b = max(lo, 0), min(hi, size - 1)
         if b < a:
             return empty[0].astype(values.dtype), None

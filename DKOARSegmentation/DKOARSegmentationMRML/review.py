@@ -119,7 +119,8 @@ def structure_volumes(segmentation_node, reference_volume_node,
         if per_value is not None:
             volumes[structure.name] = (int(per_value[value]) if 0 < value < len(per_value) else 0) * voxel
         else:
-            volumes[structure.name] = int(segment_mask(segmentation_node, segment_id, reference_volume_node).sum()) * voxel
+            mask = segment_mask(segmentation_node, segment_id, reference_volume_node)
+            volumes[structure.name] = int(mask.sum()) * voxel
     return volumes
 
 

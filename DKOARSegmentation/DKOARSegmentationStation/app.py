@@ -63,7 +63,8 @@ def _guarded(method):
             log.info("%s: refused (the page says why)", method.__name__)
             self.say(str(exc), "error")
             return
-        frames = "; ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__))
+        frames = "; ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                           for f in traceback.extract_tb(exc.__traceback__))
         log.error("%s failed with %s at %s", method.__name__, type(exc).__name__, frames)
         self.say(f"Something went wrong ({type(exc).__name__}); the station's log says where. "
                  "Nothing was written.", "error")
@@ -337,7 +338,8 @@ class StationApp(TrameApp):
         self.state.st_running = False
         if error:
             self.say(error if "cancelled" not in error else "The run was cancelled; nothing was loaded.", "error")
-            log.info("the run ended without a result (%s)", "cancelled" if "cancelled" in error else "refused or failed")
+            log.info("the run ended without a result (%s)",
+                     "cancelled" if "cancelled" in error else "refused or failed")
             return
         self._show_result(node)
         seconds = time.monotonic() - self._run_started

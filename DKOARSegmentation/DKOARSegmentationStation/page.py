@@ -4,8 +4,8 @@ The panel's sections follow the clinician's work: CT (the data folder's series, 
 window presets), Run (the structures by anatomical group, Apply/Cancel with progress, the model
 card), Structures (grouped by anatomy: colour, name, volume, visibility, opacity; a click selects
 the structure and centres the views on it; 3D surfaces on request), Segment Editor (trame-slicer's
-effects, undo/redo, the live correction times, Finish) and Export. Elements the tests drive carry
-an ``id``. Keys as in Slicer's Segment Editor: Ctrl+Z / Ctrl+Y undo and redo, Escape leaves the
+effects and their settings, without its own segment list: the structure list selects; undo/redo,
+the live correction times, Finish) and Export. Elements the tests drive carry an ``id``. Keys as in Slicer's Segment Editor: Ctrl+Z / Ctrl+Y undo and redo, Escape leaves the
 effect, 1-3 choose Paint, Draw, Erase (typing in a text field is left alone).
 """
 
@@ -32,6 +32,10 @@ html { overflow-y: hidden; }
 .st-group { font-weight: 600; margin-top: 6px; color: #9cf; }
 .st-table td, .st-table th { padding: 2px 6px !important; font-size: 12px; }
 .st-demo { font-weight: 700; letter-spacing: 0.02em; }
+/* trame-slicer's editor without its own segment list: the structure list above selects */
+.st-editor { height: 300px; }
+.st-editor > div > div > .v-card:first-child, .st-editor > div > div > hr:first-of-type { display: none; }
+.st-editor > div > div > .v-card { height: 100% !important; }
 """
 
 # Slicer's Segment Editor keys (see the module docstring), sent to StationApp.key
@@ -111,8 +115,8 @@ def _ct_panel(app) -> None:
         with html.Div(classes="d-flex align-center mt-2", v_if=("st_data",)):
             v.VTextField(v_model=("st_open_path",), label="Folder or file inside the data folder", density="compact",
                          hide_details=True, id="st-open-path", keyup_enter=(app.open_path, "[st_open_path]"))
-            v.VBtn("Open", classes="ml-2", variant="tonal", click=(app.open_path, "[st_open_path]"), id="st-open-path-btn",
-                   disabled=("st_busy",))
+            v.VBtn("Open", classes="ml-2", variant="tonal", click=(app.open_path, "[st_open_path]"),
+                   id="st-open-path-btn", disabled=("st_busy",))
         with html.Div(classes="mt-2 d-flex align-center flex-wrap", v_if=("st_ct_label",)):
             html.Span("Window:", classes="mr-2")
             with v.VBtnToggle(model_value=("st_window",), density="compact", variant="outlined", divided=True,
@@ -177,7 +181,9 @@ def _editor_panel(app) -> SegmentEditorUI:
             v.VSpacer()
             v.VBtn("Undo", size="small", variant="text", prepend_icon="mdi-undo", click=app.undo, id="st-undo")
             v.VBtn("Redo", size="small", variant="text", prepend_icon="mdi-redo", click=app.redo, id="st-redo")
-        with html.Div(style="height: 460px;"):
+        html.Div("Editing <b>{{ st_selected }}</b>{{ st_effect ? ' with ' + st_effect : '' }}",
+                 v_if=("st_selected",), classes="mb-1", id="st-editing")
+        with html.Div(classes="st-editor"):
             editor = SegmentEditorUI()
         with v.VTable(density="compact", classes="st-table mt-2", v_if=("st_times.length",), id="st-times"):
             with html.Thead(), html.Tr():
@@ -200,12 +206,13 @@ def _export_panel(app) -> None:
     with _panel("Export", "export"), v.VExpansionPanelText():
         with html.Div(v_for="kind in st_export_kinds", key="kind", classes="d-flex align-center mb-1"):
             v.VBtn("Export {{ kind }}", size="small", variant="tonal", click=(app.export, "[kind]"),
-                   disabled=("!st_structures.length || st_correcting",), id=("`st-export-${kind.replace(/[ .]/g, '')}`",))
+                   disabled=("!st_structures.length || st_correcting",),
+                   id=("`st-export-${kind.replace(/[ .]/g, '')}`",))
             v.VBtn("Download {{ st_exports[kind].file }}", v_if=("st_exports[kind]",), size="small", variant="text",
                    prepend_icon="mdi-download", classes="ml-2",
                    id=("`st-download-${kind.replace(/[ .]/g, '')}`",),
-                   click=(f"utils.download(st_exports[kind].file, trigger('{ctrl.trigger_name(app.download)}', [kind]), "
-                          "'application/octet-stream')"))
+                   click=(f"utils.download(st_exports[kind].file, "
+                          f"trigger('{ctrl.trigger_name(app.download)}', [kind]), 'application/octet-stream')"))
         html.Div("Exports go into time-stamped folders of the output folder.", classes="text-grey")
 
 

@@ -48,7 +48,8 @@ WATCH_SCRIPT = """
     canvas.width = img.naturalWidth;
     canvas.height = img.naturalHeight;
     context.drawImage(img, 0, 0);
-    const px = Math.round(x * img.naturalWidth / img.clientWidth), py = Math.round(y * img.naturalHeight / img.clientHeight);
+    const px = Math.round(x * img.naturalWidth / img.clientWidth);
+    const py = Math.round(y * img.naturalHeight / img.clientHeight);
     const d = context.getImageData(px, py, 1, 1).data;
     w.images.push([shown, d[0], d[1], d[2]]);
   });

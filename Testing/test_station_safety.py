@@ -92,3 +92,21 @@ def test_the_station_package_is_left_out_of_the_slicer_module():
     assert "DKOARSegmentationStation" not in (repo / "DKOARSegmentation" / "CMakeLists.txt").read_text()
     pyproject = tomllib.loads((repo / "pyproject.toml").read_text())
     assert "DKOARSegmentationStation*" in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+
+
+def test_the_series_table_lists_the_ct_and_refuses_a_series_linked_from_outside(tmp_path):
+    from DKOARSegmentationLib.input.series_scan import scan_dicom_folder
+    from DKOARSegmentationLib.input.series_table import series_table
+    from DKOARSegmentationLib.phantom import PhantomGrid, write_phantom
+
+    grid = PhantomGrid(matrix=32, pixel_mm=8.0, slice_mm=8.0)
+    phantom = write_phantom(tmp_path / "data" / "patient", seed=1, grid=grid)
+    other = write_phantom(tmp_path / "elsewhere", seed=2, grid=grid)
+    first = sorted((tmp_path / "elsewhere" / "ct").iterdir())[0]
+    (tmp_path / "data" / "linked.dcm").symlink_to(first)
+    series, rows = series_table(scan_dicom_folder(tmp_path / "data"), tmp_path / "data")
+    assert [s.uid for s in series] == [phantom.ct.dicom.series_instance_uid, other.ct.dicom.series_instance_uid]
+    assert rows[0] == {"index": 0, "modality": "CT", "slices": phantom.ct.shape[0], "thickness": "8 mm",
+                       "description": rows[0]["description"], "note": "", "openable": True}
+    assert rows[1]["note"] == "files outside the data folder" and not rows[1]["openable"]
+    assert not any(phantom.ct.dicom.series_instance_uid in str(v) for row in rows for v in row.values())

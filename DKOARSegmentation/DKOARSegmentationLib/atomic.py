@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -60,3 +61,15 @@ def prepare_output_folder(out_dir: Path) -> None:
         raise DKOARError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
     if not os.access(out_dir, os.W_OK):
         raise DKOARError(f"{out_dir}: the output folder is not writable")
+
+
+def new_folder_path(parent: Path | str, stem: str) -> Path:
+    """``parent/stem-YYYYmmdd-HHMMSS`` (``-2``, ``-3``... when taken): a time-stamped folder that
+    replaces nothing written before. Not created."""
+    parent = Path(parent)
+    base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder, n = parent / base, 1
+    while folder.exists():
+        n += 1
+        folder = parent / f"{base}-{n}"
+    return folder

@@ -108,3 +108,14 @@ class CorrectionSession:
         if self.sink is not None and hasattr(self.sink, "record_case"):
             self.sink.record_case(self.result)
         return self.result
+
+
+def timing_rows(timing: SessionTiming, changed=None) -> list[dict]:
+    """A live table of correction times: one row per structure (name, active_s, edits, changed),
+    most active first; after Finish (``changed``: what it found corrected) every changed structure
+    is listed, edited through the observer or not."""
+    rows = sorted(timing.structures.items(), key=lambda item: (-item[1].active_s, item[0]))
+    if changed is not None:
+        rows += [(name, None) for name in sorted(changed) if name not in timing.structures]
+    return [{"name": name, "active_s": round(t.active_s, 1) if t else 0.0, "edits": t.edits if t else 0,
+             "changed": changed is not None and name in changed} for name, t in rows]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import slicer
@@ -274,12 +273,9 @@ class SegmentationLogic:
 
         parent = outputFolder.strip() if outputFolder and outputFolder.strip() else \
             tempfile.mkdtemp(prefix="DKOARSegmentation-", dir=self.temporaryFolder)
-        stem = kind.strip(".").replace(" ", "").replace(".", "-")
-        folder = Path(parent) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        n = 1
-        while folder.exists():
-            n += 1
-            folder = Path(parent) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        from DKOARSegmentationLib.atomic import new_folder_path
+
+        folder = new_folder_path(parent, kind.strip(".").replace(" ", "").replace(".", "-"))
         try:
             folder.mkdir(parents=True)
         except OSError as exc:

@@ -7,7 +7,10 @@ child process, load the result, time the corrections into the SQLite log, export
 
 - ``server``: ``StationOptions`` and ``serve``: the checks before anything starts, the access
   token for a non-loopback host, the trame server.
-- ``app``: ``StationApp``: the Slicer application, the views, and what each control does.
+- ``app``: ``StationApp``: the Slicer application, the views, the CT, the run and the exports.
+- ``editing``: the structure list's and the Segment Editor panel's controls (review, correcting,
+  undo, Finish).
+- ``guard``: every control's refusals as one message in the page, never a traceback.
 - ``page``: the page: the CT, run, structures, correction and export panels around the views.
 
 It runs in its own environment (``make station-env``: trame-slicer needs slicer-core 5.11), and is

@@ -1,21 +1,14 @@
-"""The station: trame-slicer's Slicer application and views, the shared logic, and what each control
-of the page does.
-
-Every handler the page calls goes through ``_guarded``: a DKOARError (a refused input: a path
-outside the data folder, a CT the core refuses, a structure name it does not know) becomes one
-message in the page; anything unexpected becomes one sentence in the page and its code locations
-(no message, no values) in the station's log. Never a traceback in the page.
+"""The station: trame-slicer's Slicer application and views, the logic every front end calls, and
+what the page's controls for the CT, the run and the exports do (those of the structure list and
+the Segment Editor are in ``editing``). Every control goes through ``guard.guarded``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from trame.app import TrameApp, asynchronous
@@ -25,6 +18,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from vtkmodules.vtkCommonCore import vtkObject
 
+from DKOARSegmentationLib.atomic import new_folder_path
 from DKOARSegmentationLib.errors import DKOARError
 from DKOARSegmentationLib.pipeline.background import launch_child
 from DKOARSegmentationLib.serving.paths import outside_files, resolve_inside
@@ -33,18 +27,15 @@ from DKOARSegmentationMRML.application import bind_slicer_namespace
 from DKOARSegmentationMRML.labelmap_history import LabelmapHistory
 from DKOARSegmentationMRML.logic import EXPORTS, SegmentationLogic
 
+from .editing import EditingControls
+from .guard import guarded
+
 log = logging.getLogger("dkoar.station")
 
 LAYOUT = "Four-Up"
 STILL_QUALITY = 90  # trame-rca's JPEG quality of a still image
 OTHER_VIEWS_FPS = 2.0  # frames a second of the views the mouse is not over
-POLL_S = 0.1
-# after a stroke, the slice views render and send their images first; comparing the segments for
-# the correction timing and the undo history waits this long (the edit is timed when it happened)
-AFTER_VIEWS_S = 0.25  # how often the child's output is read while a run goes on
-VOLUME_REFRESH_S = 2.0  # the volumes are recounted this long after the last edit (not between strokes)
-# Slicer's Segment Editor keys that trame-slicer's editor has: its first three effects by number
-EFFECT_KEYS = {"1": "Paint", "2": "Draw", "3": "Erase"}
+POLL_S = 0.1  # how often the child's output is read while a run goes on
 
 
 def four_up() -> Layout:
@@ -56,44 +47,7 @@ def four_up() -> Layout:
     ])
 
 
-def _guarded(method):
-    """Run a handler; a refusal or a failure becomes the page's message (see the module docstring)."""
-    def report(self, exc: BaseException) -> None:
-        if isinstance(exc, DKOARError):
-            log.info("%s: refused (the page says why)", method.__name__)
-            self.say(str(exc), "error")
-            return
-        frames = "; ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
-                           for f in traceback.extract_tb(exc.__traceback__))
-        log.error("%s failed with %s at %s", method.__name__, type(exc).__name__, frames)
-        self.say(f"Something went wrong ({type(exc).__name__}); the station's log says where. "
-                 "Nothing was written.", "error")
-
-    if inspect.iscoroutinefunction(method):
-        @functools.wraps(method)
-        async def run_async(self, *args, **kwargs):
-            try:
-                with self.state:
-                    self.state.st_busy = True
-                return await method(self, *args, **kwargs)
-            except Exception as exc:
-                with self.state:
-                    report(self, exc)
-            finally:
-                with self.state:
-                    self.state.st_busy = False
-        return run_async
-
-    @functools.wraps(method)
-    def run(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except Exception as exc:
-            report(self, exc)
-    return run
-
-
-class StationApp(TrameApp):
+class StationApp(EditingControls, TrameApp):
     def __init__(self, options, server=None):
         super().__init__(server)
         self.options = options
@@ -166,7 +120,7 @@ class StationApp(TrameApp):
 
     # -- start ------------------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def _on_ready(self, **_) -> None:
         if self.options.data is not None:
             self._scan_data()
@@ -180,20 +134,11 @@ class StationApp(TrameApp):
 
     def _scan_data(self) -> None:
         from DKOARSegmentationLib.input.series_scan import scan_dicom_folder
+        from DKOARSegmentationLib.input.series_table import series_table
 
         self._scan = scan_dicom_folder(self.options.data)
-        self._series = sorted(self._scan.series.values(), key=lambda s: (s.modality != "CT", s.number, s.description))
-        rows = []
-        for n, series in enumerate(self._series):
-            escaping = outside_files(self.options.data, series.files)
-            note = "files outside the data folder" if escaping else (
-                "" if series.is_image and not series.is_localizer else "not a CT to contour")
-            rows.append({"index": n, "modality": series.modality or "?", "slices": series.slices,
-                         "thickness": f"{series.slice_thickness:g} mm" if series.slice_thickness else "?",
-                         "description": series.description or "(no description)", "note": note,
-                         "openable": not note})
-        self.state.st_series = rows
-        log.info("the data folder holds %d series", len(rows))
+        self._series, self.state.st_series = series_table(self._scan, self.options.data)
+        log.info("the data folder holds %d series", len(self._series))
 
     # -- opening a CT -----------------------------------------------------------------------------
 
@@ -203,7 +148,7 @@ class StationApp(TrameApp):
         if self._correcting:
             raise DKOARError("correcting has started: press Finish before opening another CT")
 
-    @_guarded
+    @guarded
     async def open_series(self, index) -> None:
         """Open a series of the data folder's table (by its row)."""
         from DKOARSegmentationLib.input.ct_loader import load_series
@@ -223,7 +168,7 @@ class StationApp(TrameApp):
                       DicomFolderIndex(scan=self._scan))
         log.info("opened series %d (%s, %d slices)", index + 1, series.modality, ct.shape[0])
 
-    @_guarded
+    @guarded
     async def open_path(self, text=None) -> None:
         """Open a folder or file the browser names: only inside the data folder."""
         if self.options.data is None:
@@ -232,7 +177,7 @@ class StationApp(TrameApp):
                               {"data": self.options.data.resolve()})
         await self._open_ct_path(str(path))
 
-    @_guarded
+    @guarded
     async def open_start_ct(self) -> None:
         """The CT of --ct (the user's own command line names it, not the browser)."""
         await self._open_ct_path(str(self.options.ct.resolve()))
@@ -280,7 +225,7 @@ class StationApp(TrameApp):
         self.state.st_structures, self.state.st_times, self.state.st_exports = [], [], {}
         self.state.st_summary, self.state.st_selected = "", ""
 
-    @_guarded
+    @guarded
     def set_window(self, preset: str) -> None:
         if self.ct_node is None:
             raise DKOARError("open a CT first")
@@ -289,12 +234,12 @@ class StationApp(TrameApp):
 
     # -- running the model ------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def show_model_card(self) -> None:
         self.state.st_card = self.logic.modelCard(str(self.options.model or ""))
         self.state.st_card_visible = True
 
-    @_guarded
+    @guarded
     def apply(self) -> None:
         """Apply starts the run; while it runs the same button cancels it."""
         if self.logic.processRunning:
@@ -308,11 +253,7 @@ class StationApp(TrameApp):
         chosen = [name for name in self.state.st_run_structures]
         if not chosen:
             raise DKOARError("choose at least one structure")
-        folder = self.options.out / time.strftime("run-%Y%m%d-%H%M%S")
-        n = 1
-        while folder.exists():
-            n += 1
-            folder = self.options.out / time.strftime(f"run-%Y%m%d-%H%M%S-{n}")
+        folder = new_folder_path(self.options.out, "run")
         process = self.logic.startSegmentationProcess(
             self.ct_node, str(folder), str(self.options.model or ""), self.options.device,
             onProgress=self._on_progress, onCompleted=self._on_completed, structures=",".join(chosen))
@@ -360,192 +301,9 @@ class StationApp(TrameApp):
         self._start_correcting()
         self._refresh_structures()
 
-    # -- review -----------------------------------------------------------------------------------
-
-    def _refresh_structures(self) -> None:
-        if self.segmentation_node is None:
-            self.state.st_structures = []
-            return
-        rows = review.structure_rows(self.segmentation_node, self.ct_node, volumes=self._volumes)
-        groups: dict[str, list] = {}
-        for row in rows:
-            groups.setdefault(row.group, []).append(row.as_dict())
-        self.state.st_structures = [{"group": g, "rows": members} for g, members in groups.items()]
-
-    def _require_result(self) -> None:
-        if self.segmentation_node is None:
-            raise DKOARError("run the model first: there are no structures yet")
-
-    @_guarded
-    def select_structure(self, segment_id: str) -> None:
-        """Select a structure for editing and centre the views on it."""
-        self._require_result()
-        self.editor.set_active_segment_id(segment_id)
-        self.state.st_selected = segment_id
-        if self._volumes.get(self._name_of(segment_id), 1.0) > 0:
-            review.jump_to_structure(self.segmentation_node, segment_id, self.ct_node)
-
-    def _name_of(self, segment_id: str) -> str:
-        segment = self.segmentation_node.GetSegmentation().GetSegment(segment_id)
-        return segment.GetName() if segment is not None else segment_id
-
-    @_guarded
-    def toggle_visible(self, segment_id: str) -> None:
-        self._require_result()
-        display = self.segmentation_node.GetDisplayNode()
-        review.set_structure_visible(self.segmentation_node, segment_id, not display.GetSegmentVisibility(segment_id))
-        self._refresh_structures()
-
-    @_guarded
-    def set_opacity(self, segment_id: str, opacity) -> None:
-        self._require_result()
-        review.set_structure_opacity(self.segmentation_node, segment_id, float(opacity))
-        self._refresh_structures()
-
-    @_guarded
-    def show_surfaces(self, on) -> None:
-        self.state.st_show3d = bool(on)
-        if self.segmentation_node is not None:
-            self.say("Making the 3D surfaces..." if on else "3D surfaces hidden.")
-            self.editor.set_surface_representation_enabled(bool(on))
-            if on:
-                self.say("3D surfaces shown.", "success")
-
-    # -- correcting -------------------------------------------------------------------------------
-
-    @property
-    def _correcting(self) -> bool:
-        session = self.logic.correctionSession
-        return session is not None and session.running
-
-    @_guarded
-    def start_correcting(self) -> None:
-        self._require_result()
-        self._start_correcting()
-        self.say("Correcting: edits are timed.", "success")
-
-    def _start_correcting(self) -> None:
-        self.logic.startCorrecting(self.segmentation_node, self.ct_node, logPath=str(self.options.log_path),
-                                   site=self.options.site, siteKeyPath=str(self.options.site_key or ""),
-                                   idleCutoffSeconds=30.0, listener=self._on_correction_event,
-                                   deferChecks=self._after_views)
-        self.logic.segmentSelected(self.editor.get_active_segment_id())
-        self.logic.effectChosen(self._effect_name())
-        self.state.st_correcting, self.state.st_times, self.state.st_summary = True, [], ""
-        self.state.st_edits = 0
-
-    def _effect_name(self) -> str:
-        """The active effect's short name ("Paint"), empty for none."""
-        name = self.editor.get_active_effect_name().rsplit(".", 1)[-1].replace("SegmentationEffect", "")
-        return "" if name in ("", "NoTool") else name
-
-    def _on_segment_selected(self, segment_id="", *_) -> None:
-        self.logic.segmentSelected(segment_id or "")
-        self.state.st_selected = segment_id or ""
-
-    def _on_effect_chosen(self, *_) -> None:
-        name = self._effect_name()
-        self.state.st_effect = name
-        self.logic.effectChosen(name)
-
-    def _after_views(self, callback) -> None:
-        """Call back once the views have had time to render and send the stroke's images."""
-        def run() -> None:
-            with self.state:
-                callback()
-
-        asyncio.get_running_loop().call_later(AFTER_VIEWS_S, run)
-
-    def _on_segmentation_modified(self, *_) -> None:
-        """Each change of the segmentation (an effect applied) is one step of the undo history."""
-        if self.history is not None and not self._history_due:
-            self._history_due = True
-            self._after_views(self._record_history)
-
-    def _record_history(self) -> None:
-        self._history_due = False
-        if self.history is not None and self.history.node is self.editor.active_segmentation_node:
-            self.history.record()
-
-    def _on_correction_event(self, event) -> None:
-        """The live times, sent at once: an edit arrives inside a view's mouse event, which
-        flushes no state of its own."""
-        session = self.logic.correctionSession
-        if session is None:
-            return
-        with self.state:
-            self._show_times(session.live_timing())
-            if event.kind == "edit":
-                self.state.st_edits = int(self.state.st_edits or 0) + 1
-                self._volumes_due = time.monotonic() + VOLUME_REFRESH_S
-                asynchronous.create_task(self._refresh_volumes_later())
-
-    async def _refresh_volumes_later(self) -> None:
-        await asyncio.sleep(VOLUME_REFRESH_S)
-        if self._volumes_due is None or time.monotonic() < self._volumes_due or self.segmentation_node is None:
-            return
-        self._volumes_due = None
-        with self.state:
-            self._volumes = review.structure_volumes(self.segmentation_node, self.ct_node)
-            self._refresh_structures()
-
-    def _show_times(self, timing, changed=None) -> None:
-        rows = sorted(timing.structures.items(), key=lambda item: (-item[1].active_s, item[0]))
-        if changed is not None:
-            rows += [(name, None) for name in sorted(changed) if name not in timing.structures]
-        self.state.st_times = [{"name": name, "active_s": round(t.active_s, 1) if t else 0.0,
-                                "edits": t.edits if t else 0, "changed": changed is not None and name in changed}
-                               for name, t in rows]
-
-    @_guarded
-    def finish(self) -> None:
-        if not self._correcting:
-            raise DKOARError("correcting has not started: run the model, or press Start correcting")
-        result = self.logic.finishCorrecting()
-        self.state.st_correcting = False
-        self._show_times(result.timing, result.changed)
-        self._volumes = review.structure_volumes(self.segmentation_node, self.ct_node)
-        self._refresh_structures()
-        self.state.st_summary = (f"{len(result.changed)} structures corrected (SEMIAUTOMATIC on export), "
-                                 f"{len(result.unchanged)} accepted unchanged; "
-                                 f"{result.timing.active_s:.0f} s of active correction. The case is in the log.")
-        self.say(self.state.st_summary, "success")
-        log.info("correcting finished: %d structures changed, %.1f s active", len(result.changed),
-                 result.timing.active_s)
-
-    @_guarded
-    def undo(self) -> None:
-        self._undo_redo(undo=True)
-
-    @_guarded
-    def redo(self) -> None:
-        self._undo_redo(undo=False)
-
-    def _undo_redo(self, undo: bool) -> None:
-        if self.history is None:
-            raise DKOARError("run the model first: there is nothing to undo")
-        done = self.history.undo() if undo else self.history.redo()
-        if not done:
-            self.say("Nothing to undo." if undo else "Nothing to redo.")
-            return
-        self.logic.checkEdits()  # the observer has seen it already; this makes sure
-        self.editor.active_segmentation.trigger_modified()
-
-    @_guarded
-    def key(self, name: str) -> None:
-        """Slicer's Segment Editor keys: Escape leaves the effect, 1-3 choose Paint, Draw, Erase."""
-        if self.segmentation_node is None:
-            return
-        if name == "Escape":
-            self.editor.deactivate_effect()
-        elif name in EFFECT_KEYS:
-            wanted = [e for e in self.editor.builtin_effects if e.__name__ == f"SegmentationEffect{EFFECT_KEYS[name]}"]
-            if wanted:
-                self.editor.set_active_effect_type(wanted[0])
-
     # -- export -----------------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def export(self, kind: str) -> None:
         """Write ``kind`` into a new folder of the output folder; the page then offers the download."""
         self._require_result()
@@ -559,7 +317,7 @@ class StationApp(TrameApp):
         self.say(f"{kind} written to {relative.parent}/ in the output folder.", "success")
         log.info("exported %s", kind)
 
-    @_guarded
+    @guarded
     async def download(self, kind: str):
         """The bytes of an export for the browser's download (only files of the output folder)."""
         entry = self.state.st_exports.get(kind)

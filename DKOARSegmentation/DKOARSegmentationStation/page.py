@@ -5,8 +5,9 @@ window presets), Run (the structures by anatomical group, Apply/Cancel with prog
 card), Structures (grouped by anatomy: colour, name, volume, visibility, opacity; a click selects
 the structure and centres the views on it; 3D surfaces on request), Segment Editor (trame-slicer's
 effects and their settings, without its own segment list: the structure list selects; undo/redo,
-the live correction times, Finish) and Export. Elements the tests drive carry an ``id``. Keys as in Slicer's Segment Editor: Ctrl+Z / Ctrl+Y undo and redo, Escape leaves the
-effect, 1-3 choose Paint, Draw, Erase (typing in a text field is left alone).
+the live correction times, Finish) and Export. Elements the tests drive carry an ``id``. Keys as
+in Slicer's Segment Editor: Ctrl+Z / Ctrl+Y undo and redo, Escape leaves the effect, 1-3 choose
+Paint, Draw, Erase (typing in a text field is left alone).
 """
 
 from __future__ import annotations

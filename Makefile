@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   creates .venv, installs, makes a phantom CT, contours it, writes the outputs
 #   make test   creates .venv, installs (with the test tools), runs the whole test suite
+#   make station  creates .venv-station (trame-slicer), opens the browser station on a demo phantom
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.dkoar-installed
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: demo test validators bench lock clean
+.PHONY: demo test validators bench lock clean station station-env
 
 # Exact versions, installed without dependency resolution (requirements/dev-lock.txt says why);
 # torch first, and the package itself last, also --no-deps: nothing is installed that is not pinned.
@@ -45,7 +46,28 @@ validators:
 	@$(call PIP,.venv-dicompyler) install --no-deps -r requirements/dicompyler-lock.txt
 	@touch $@
 
-test: $(STAMP) validators .venv-dicompyler/.installed
+# The browser station's own environment: trame-slicer needs slicer-core 5.11 (requirements/station-lock.txt
+# says why), so it cannot share .venv; installed the same way, pinned and --no-deps.
+STATION_VENV := .venv-station
+STATION_STAMP := $(STATION_VENV)/.dkoar-installed
+$(STATION_STAMP): pyproject.toml requirements/station-lock.txt Makefile
+	@echo "setting up $(STATION_VENV): torch 2.13.0, trame-slicer 2.0.0 and the packages pinned in requirements/station-lock.txt, dkoar"
+	@test -x $(STATION_VENV)/bin/python || $(PYTHON) -m venv $(STATION_VENV)
+	@$(call PIP,$(STATION_VENV)) install --no-deps torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	@$(call PIP,$(STATION_VENV)) install --no-deps -r requirements/station-lock.txt
+	@$(call PIP,$(STATION_VENV)) install --no-deps -e .
+	@touch $@
+	@echo "$(STATION_VENV) is ready: $$($(STATION_VENV)/bin/dkoar --version)"
+
+station-env: $(STATION_STAMP)
+
+# the station on a synthetic head and neck (made once), at http://127.0.0.1:8080
+station: $(STATION_STAMP)
+	@test -d station_demo/phantom/ct || $(STATION_VENV)/bin/dkoar phantom --out station_demo/phantom
+	$(STATION_VENV)/bin/dkoar station --data station_demo/phantom/ct --out station_demo/output \
+	    --log station_demo/corrections.sqlite --port 8080
+
+test: $(STAMP) validators .venv-dicompyler/.installed $(STATION_STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
@@ -58,4 +80,4 @@ lock:
 	$(PYTHON) tools/lock_requirements.py
 
 clean:
-	rm -rf $(VENV) .venv-dicompyler .venv-lock demo_output .pytest_cache .apt.log
+	rm -rf $(VENV) .venv-dicompyler .venv-lock $(STATION_VENV) station_demo demo_output .pytest_cache .apt.log

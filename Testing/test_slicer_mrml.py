@@ -13,7 +13,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from DKOARSegmentationLib.monitoring.correction_timing import correction_times  
 from DKOARSegmentationLib.output.rtstruct_writer import RTStructOptions  # noqa: E402
 from DKOARSegmentationLib.phantom import PhantomGrid, generate_phantom  # noqa: E402
 from DKOARSegmentationLib.structures.catalogue import default_catalogue  # noqa: E402
+from DKOARSegmentationMRML.application import bind_slicer_namespace  # noqa: E402
 from DKOARSegmentationMRML.correction_session import CorrectionSession  # noqa: E402
 from DKOARSegmentationMRML.edit_observer import EditObserver  # noqa: E402
 from DKOARSegmentationMRML.geometry import add_ct_volume_node, ras_from_lps_affine, volume_node_affine_lps  # noqa: E402
@@ -75,19 +75,11 @@ class SlicerCore:
         finally:
             vtk.vtkObject.SetGlobalWarningDisplay(warnings)
         # slicer.util's segment helpers call slicer.modules.<name>.logic() and use slicer.mrmlScene
-        self._saved = {k: getattr(slicer, k) for k in ("mrmlScene", "modules") if hasattr(slicer, k)}
-        slicer.mrmlScene = self.scene
-        slicer.modules = types.SimpleNamespace(**{
-            name.lower(): types.SimpleNamespace(logic=(lambda logic=logic: logic)) for name, logic in self.logics.items()
-        })
+        self._restore = bind_slicer_namespace(self.scene, self.app_logic, [name for name, _ in self.MODULE_LOGICS])
 
     def close(self) -> None:
         self.scene.Clear(1)
-        for key in ("mrmlScene", "modules"):
-            if key in self._saved:
-                setattr(slicer, key, self._saved[key])
-            elif hasattr(slicer, key):
-                delattr(slicer, key)
+        self._restore()
 
 
 @pytest.fixture

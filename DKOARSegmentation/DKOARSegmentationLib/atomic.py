@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import socket
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -252,3 +253,15 @@ def prepare_output_folder(out_dir: Path) -> None:
     """Create the output folder, or refuse (DKOARError) when it cannot be made or written to."""
     out_dir = check_output_folder(out_dir)
     _make_folder(out_dir)
+
+
+def new_folder_path(parent: Path | str, stem: str) -> Path:
+    """``parent/stem-YYYYmmdd-HHMMSS`` (``-2``, ``-3``... when taken): a time-stamped folder that
+    replaces nothing written before. Not created."""
+    parent = Path(parent)
+    base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder, n = parent / base, 1
+    while folder.exists():
+        n += 1
+        folder = parent / f"{base}-{n}"
+    return folder

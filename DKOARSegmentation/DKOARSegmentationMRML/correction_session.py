@@ -45,13 +45,13 @@ class CorrectionResult:
 class CorrectionSession:
     def __init__(self, segmentation_node, reference_volume_node, sink: EventSink | None = None,
                  editor_node=None, catalogue: Catalogue | None = None, idle_cutoff_s: float = 30.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, defer: Callable | None = None):
         self.segmentation_node = segmentation_node
         self.reference_volume_node = reference_volume_node
         self.catalogue = catalogue or default_catalogue()
         self.idle_cutoff_s = idle_cutoff_s
         self.sink = sink
-        self.observer = EditObserver(segmentation_node, sink, editor_node, self.catalogue, clock)
+        self.observer = EditObserver(segmentation_node, sink, editor_node, self.catalogue, clock, defer)
         self.baseline: Segmentation | None = None
         self.result: CorrectionResult | None = None
 
@@ -108,3 +108,14 @@ class CorrectionSession:
         if self.sink is not None and hasattr(self.sink, "record_case"):
             self.sink.record_case(self.result)
         return self.result
+
+
+def timing_rows(timing: SessionTiming, changed=None) -> list[dict]:
+    """A live table of correction times: one row per structure (name, active_s, edits, changed),
+    most active first; after Finish (``changed``: what it found corrected) every changed structure
+    is listed, edited through the observer or not."""
+    rows = sorted(timing.structures.items(), key=lambda item: (-item[1].active_s, item[0]))
+    if changed is not None:
+        rows += [(name, None) for name in sorted(changed) if name not in timing.structures]
+    return [{"name": name, "active_s": round(t.active_s, 1) if t else 0.0, "edits": t.edits if t else 0,
+             "changed": changed is not None and name in changed} for name, t in rows]

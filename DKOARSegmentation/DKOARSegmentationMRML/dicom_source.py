@@ -33,12 +33,14 @@ class DicomFileLookup(Protocol):
 
 
 class DicomFolderIndex:
-    """The DICOM files under a folder, by SOPInstanceUID (headers read once, never the pixels)."""
+    """The DICOM files under a folder, by SOPInstanceUID (headers read once, never the pixels); or
+    those of a folder already scanned (``scan``, a core FolderScan)."""
 
-    def __init__(self, folder: Path | str):
-        from DKOARSegmentationLib.input.series_scan import scan_dicom_folder
+    def __init__(self, folder: Path | str | None = None, scan=None):
+        if scan is None:
+            from DKOARSegmentationLib.input.series_scan import scan_dicom_folder
 
-        scan = scan_dicom_folder(folder)
+            scan = scan_dicom_folder(folder)
         self.files = {image.sop_instance_uid: str(image.file)
                       for series in scan.series.values() for image in series.images}
 

@@ -21,6 +21,11 @@ re-adds segments); a segment that comes back unchanged is no edit. The Segment E
 
 Each event goes to the sink (``record_event(event)``, e.g. the correction log) as soon as it is
 made, so closing Slicer mid-case loses nothing already recorded.
+
+The comparison reads every changed layer once (tens of milliseconds on a planning CT). A front end
+that must first show the stroke (the browser station sends the re-rendered slice image) hands a
+``defer`` function: segmentation events then only note the time, and the comparison runs when the
+front end calls it back, the edit timed when it happened.
 """
 
 from __future__ import annotations
@@ -155,8 +160,11 @@ class EditObserver:
     SEGMENTATION_EVENTS = ("SourceRepresentationModified", "SegmentModified", "SegmentAdded", "SegmentRemoved")
 
     def __init__(self, segmentation_node, sink: EventSink | None = None, editor_node=None,
-                 catalogue: Catalogue | None = None, clock: Callable[[], float] = time.time):
+                 catalogue: Catalogue | None = None, clock: Callable[[], float] = time.time,
+                 defer: Callable[[Callable[[], None]], None] | None = None):
         self.segmentation_node = segmentation_node
+        self.defer = defer  # defer(callback): call back soon, after the front end's own work
+        self._pending_since: float | None = None  # when a deferred comparison was asked for
         self.editor_node = editor_node
         self.sink = sink
         self.catalogue = catalogue or default_catalogue()
@@ -197,8 +205,8 @@ class EditObserver:
 
     # -- events
 
-    def emit(self, kind: str, segments: tuple[str, ...] = ()) -> EditorEvent:
-        event = EditorEvent(self.clock(), kind, tuple(segments))
+    def emit(self, kind: str, segments: tuple[str, ...] = (), at: float | None = None) -> EditorEvent:
+        event = EditorEvent(self.clock() if at is None else at, kind, tuple(segments))
         self.events.append(event)
         if self.sink is not None:
             self.sink.record_event(event)
@@ -212,32 +220,55 @@ class EditObserver:
 
     def check(self) -> EditorEvent | None:
         """Compare the segments with what was seen last; one "edit" event for those that changed."""
+        at, self._pending_since = self._pending_since, None
         if self._tracker is None:
             return None
         changed = self._tracker.changes()
         if not changed:
             return None
         names = tuple(sorted({self.structure_name(self._tracker.name(sid)) for sid in changed}))
-        return self.emit("edit", names)
+        return self.emit("edit", names, at)
+
+    def _changed(self) -> None:
+        """A segmentation event: compare now, or (``defer``) when called back, timed as now."""
+        if self.defer is None:
+            self.check()
+        elif self._pending_since is None:
+            self._pending_since = self.clock()
+            self.defer(self._check_deferred)
+
+    def _check_deferred(self) -> None:
+        if self.active and self._pending_since is not None:
+            self.check()
 
     def _on_source_modified(self, caller, event) -> None:
-        self.check()
+        self._changed()
 
     @vtk.calldata_type(vtk.VTK_STRING)
     def _on_segment_event(self, caller, event, segment_id=None) -> None:
         # the segment ID is only a hint (None when the node batched the change): contents decide
         self.last_segment_hint = segment_id
-        self.check()
+        self._changed()
 
     def _on_editor_modified(self, caller, event) -> None:
-        selected = caller.GetSelectedSegmentID() or ""
-        effect = caller.GetActiveEffectName() or ""
-        if selected != self._selected:
-            self._selected = selected
-            if selected:
-                segment = self.segmentation_node.GetSegmentation().GetSegment(selected)
-                name = segment.GetName() if segment is not None else selected
-                self.emit("select", (self.structure_name(name),))
-        if effect != self._effect:
-            self._effect = effect
-            self.emit("effect")
+        self.note_selected(caller.GetSelectedSegmentID() or "")
+        self.note_effect(caller.GetActiveEffectName() or "")
+
+    def note_selected(self, segment_id: str) -> EditorEvent | None:
+        """A segment was selected: one "select" event when it differs from the last one. An editor
+        without a vtkMRMLSegmentEditorNode to observe (trame-slicer's) reports its selection here."""
+        if segment_id == self._selected:
+            return None
+        self._selected = segment_id
+        if not segment_id:
+            return None
+        segment = self.segmentation_node.GetSegmentation().GetSegment(segment_id)
+        name = segment.GetName() if segment is not None else segment_id
+        return self.emit("select", (self.structure_name(name),))
+
+    def note_effect(self, effect: str) -> EditorEvent | None:
+        """An effect was chosen (or none): one "effect" event when it differs from the last one."""
+        if effect == self._effect:
+            return None
+        self._effect = effect
+        return self.emit("effect")

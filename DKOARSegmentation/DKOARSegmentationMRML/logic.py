@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import slicer
@@ -81,6 +80,20 @@ class SegmentationLogic:
     def isDemoModel(modelPath: str) -> bool:
         """Whether a run with ``modelPath`` uses the bundled demonstration model (not for clinical use)."""
         return not (modelPath or "").strip()
+
+    def addCTVolume(self, ct, name: str = "CT", dicomFiles: DicomFileLookup | None = None):
+        """A CT loaded by the core (``ct_loader.load_ct``) as a volume node of ``slicer.mrmlScene``,
+        marked with its DICOM instances; ``dicomFiles`` (a ``DicomFolderIndex`` of its folder)
+        becomes the logic's DICOM lookup, so that runs and exports read and reference the real
+        series where there is no DICOM database (the browser station)."""
+        from .dicom_source import mark_as_dicom
+        from .geometry import add_ct_volume_node
+
+        node = add_ct_volume_node(ct, name)
+        mark_as_dicom(node, ct)
+        if dicomFiles is not None:
+            self._dicomDatabase = dicomFiles
+        return node
 
     # -- running the model -----------------------------------------------------------------------
 
@@ -157,10 +170,13 @@ class SegmentationLogic:
         return node
 
     def startCorrecting(self, segmentationNode, volumeNode, editorNode=None, logPath: str = "", site: str = "",
-                        siteKeyPath: str = "", idleCutoffSeconds: float = 30.0, listener=None) -> CorrectionSession:
+                        siteKeyPath: str = "", idleCutoffSeconds: float = 30.0, listener=None,
+                        deferChecks=None) -> CorrectionSession:
         """Keep the segmentation as the AI baseline and time the edits from now on. With
         ``logPath`` every event goes to that correction log as it happens (see
-        ``correction_logging``); ``listener`` is called with each event (a live table)."""
+        ``correction_logging``); ``listener`` is called with each event (a live table);
+        ``deferChecks(callback)`` lets the front end show a stroke before it is compared
+        (``edit_observer``)."""
         if segmentationNode is None or volumeNode is None:
             raise DKOARError("select the segmentation to correct and its CT")
         if self.correctionSession is not None and self.correctionSession.running:
@@ -170,12 +186,29 @@ class SegmentationLogic:
             self._correctionLog, sink = open_case(logPath, segmentationNode, volumeNode, site, siteKeyPath,
                                                   self.dicomDatabase)
         session = CorrectionSession(segmentationNode, volumeNode, sink, editor_node=editorNode,
-                                    idle_cutoff_s=idleCutoffSeconds)
+                                    idle_cutoff_s=idleCutoffSeconds, defer=deferChecks)
         if listener is not None:
             session.observer.listeners.append(listener)
         session.start()
         self.correctionSession = session
         return session
+
+    def segmentSelected(self, segmentId: str) -> None:
+        """For an editor without a Segment Editor node to observe (trame-slicer's): a segment was
+        selected. Times the same way as the node's SelectedSegmentID does."""
+        if self.correctionSession is not None and self.correctionSession.running:
+            self.correctionSession.observer.note_selected(segmentId or "")
+
+    def effectChosen(self, effectName: str) -> None:
+        """For an editor without a Segment Editor node to observe: an effect was chosen."""
+        if self.correctionSession is not None and self.correctionSession.running:
+            self.correctionSession.observer.note_effect(effectName or "")
+
+    def checkEdits(self) -> None:
+        """Look for edits not announced by a segmentation event (an editor's own undo that restores
+        the segmentation wholesale); each structure found changed makes one edit event."""
+        if self.correctionSession is not None and self.correctionSession.running:
+            self.correctionSession.observer.check()
 
     def finishCorrecting(self):
         """Compare every structure with its baseline; returns the CorrectionResult (``changed``: the
@@ -240,12 +273,9 @@ class SegmentationLogic:
 
         parent = outputFolder.strip() if outputFolder and outputFolder.strip() else \
             tempfile.mkdtemp(prefix="DKOARSegmentation-", dir=self.temporaryFolder)
-        stem = kind.strip(".").replace(" ", "").replace(".", "-")
-        folder = Path(parent) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-        n = 1
-        while folder.exists():
-            n += 1
-            folder = Path(parent) / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        from DKOARSegmentationLib.atomic import new_folder_path
+
+        folder = new_folder_path(parent, kind.strip(".").replace(" ", "").replace(".", "-"))
         try:
             folder.mkdir(parents=True)
         except OSError as exc:

@@ -92,9 +92,11 @@ def _matrix(vtk_matrix) -> np.ndarray:
     return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
-def _layer_on_reference(image, reference_volume_node) -> np.ndarray | None:
-    """A binary labelmap layer's voxel values on the reference grid, when the layer lies on that
-    grid (the usual case: the CT is the reference geometry); None when it must be resampled."""
+def layer_region(image, reference_volume_node):
+    """A binary labelmap layer's voxel values where they lie on the reference grid: ``(values,
+    box)``, ``values`` a (k, j, i) view of the layer clipped to the grid and ``box`` its slices on
+    the grid (None for an empty layer); None when the layer is off the grid and must be resampled.
+    Slicer keeps a layer's extent to the voxels in use, so this is usually much less than the CT."""
     import vtk
     from vtk.util.numpy_support import vtk_to_numpy
 
@@ -106,24 +108,37 @@ def _layer_on_reference(image, reference_volume_node) -> np.ndarray | None:
     dims = reference_volume_node.GetImageData().GetDimensions()
     extent = image.GetExtent()
     scalars = image.GetPointData().GetScalars() if image.GetPointData() else None
-    if scalars is None:
-        return np.zeros((dims[2], dims[1], dims[0]), dtype=np.uint8)
+    empty = (np.zeros((0, 0, 0), np.uint8), None)
+    if scalars is None or extent[1] < extent[0] or extent[3] < extent[2] or extent[5] < extent[4]:
+        return empty
     values = vtk_to_numpy(scalars)
     if values.dtype.kind not in "iu":
         return None
-    out = np.zeros((dims[2], dims[1], dims[0]), dtype=values.dtype)
-    if extent[1] < extent[0] or extent[3] < extent[2] or extent[5] < extent[4]:
-        return out
     values = (values[:, 0] if values.ndim > 1 else values).reshape(
         extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
     src, dst = [], []
-    for lo, hi, size in ((extent[4], extent[5], dims[2]), (extent[2], extent[3], dims[1]), (extent[0], extent[1], dims[0])):
+    axes = ((extent[4], extent[5], dims[2]), (extent[2], extent[3], dims[1]), (extent[0], extent[1], dims[0]))
+    for lo, hi, size in axes:
         a, b = max(lo, 0), min(hi, size - 1)
         if b < a:
-            return out
+            return empty[0].astype(values.dtype), None
         src.append(slice(a - lo, b - lo + 1))
         dst.append(slice(a, b + 1))
-    out[tuple(dst)] = values[tuple(src)]
+    return values[tuple(src)], tuple(dst)
+
+
+def layer_on_reference(image, reference_volume_node) -> np.ndarray | None:
+    """A binary labelmap layer's voxel values on the whole reference grid (a new array), when the
+    layer lies on that grid (the usual case: the CT is the reference geometry); None when it must
+    be resampled."""
+    region = layer_region(image, reference_volume_node)
+    if region is None:
+        return None
+    values, box = region
+    dims = reference_volume_node.GetImageData().GetDimensions()
+    out = np.zeros((dims[2], dims[1], dims[0]), dtype=values.dtype)
+    if box is not None:
+        out[box] = values
     return out
 
 
@@ -159,7 +174,7 @@ def segment_masks(segmentation_node, reference_volume_node, catalogue: Catalogue
         if image is not None:
             key = image.GetAddressAsString(image.GetClassName())
             if key not in layers:
-                values = _layer_on_reference(image, reference_volume_node)
+                values = layer_on_reference(image, reference_volume_node)
                 layers[key] = None if values is None else (values, ndimage.find_objects(values))
             layer = layers[key]
         value = int(segment.GetLabelValue())

@@ -19,6 +19,7 @@ from . import (
     practice_commands,
     research_commands,
     segment_commands,
+    station_commands,
 )
 from .options import OneLineErrors
 
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrors)
     for commands in (segment_commands, export_commands, monitoring_commands, model_commands, practice_commands,
-                     research_commands, node_commands):
+                     research_commands, node_commands,
+                     station_commands):
         commands.add_parsers(sub)
     return parser
 

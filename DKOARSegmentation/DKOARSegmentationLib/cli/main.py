@@ -11,7 +11,7 @@ import sys
 
 from .. import __version__
 from ..errors import DKOARError
-from . import export_commands, model_commands, monitoring_commands, segment_commands
+from . import check_commands, export_commands, model_commands, monitoring_commands, segment_commands
 from .options import OneLineErrors
 
 
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dkoar {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrors)
-    for commands in (segment_commands, export_commands, monitoring_commands, model_commands):
+    for commands in (segment_commands, export_commands, monitoring_commands, model_commands, check_commands):
         commands.add_parsers(sub)
     return parser
 

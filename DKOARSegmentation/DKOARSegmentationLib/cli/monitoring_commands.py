@@ -61,6 +61,10 @@ def _cmd_log_add(args) -> int:
         added = add_case(log, ai_path=args.ai, final_path=args.final, ct=ct, key=key, site=args.site, times=times,
                          model_name=args.model_name, model_version=args.model_version,
                          model_hash=args.model_hash, started_at=args.date)
+        if args.run:
+            from ..monitoring.guidance_log import read_run_guidance, record_guidance
+
+            record_guidance(log, added.case_id, read_run_guidance(args.run))
     changed = sum(1 for r in added.results.values() if not r.unchanged)
     model = f"{added.model_name} {added.model_version}".strip() or "unknown model"
     print(f"case {added.case_id} added to {args.log}: {len(added.results)} structures, {changed} changed by the "
@@ -110,6 +114,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--model-version", default=None, help="default: from the AI RTSTRUCT")
     p.add_argument("--model-hash", default="", help="the model bundle's sha256")
     p.add_argument("--date", default=None, help="when the correction was done (ISO 8601; default: now)")
+    p.add_argument("--run", type=Path, default=None,
+                   help="the AI run's run.json: its review guidance (flags, review list) goes to the log too")
     p.set_defaults(func=_cmd_log_add)
 
     p = sub.add_parser("report", help="the monitoring report (HTML + CSV of aggregates) from one or more logs",

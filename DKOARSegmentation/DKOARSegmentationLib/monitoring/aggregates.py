@@ -55,6 +55,7 @@ class MonitoringData:
     row_structure: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     structures: list[str] = field(default_factory=list)
     values: dict[str, np.ndarray] = field(default_factory=dict)
+    guidance: dict[str, np.ndarray] = field(default_factory=dict)  # per result row: guidance_aggregates
     duplicates: int = 0
 
     @property
@@ -71,9 +72,12 @@ def load_logs(paths: list[Path | str], catalogue: Catalogue | None = None) -> Mo
     catalogue = catalogue or default_catalogue()
     if not paths:
         raise DKOARError("give at least one correction log (--log)")
+    from .guidance_aggregates import guidance_columns, guidance_of_cases
+
     seen: set[str] = set()
     cases: list[tuple] = []
     rows: list[tuple] = []
+    guided: dict = {}
     duplicates = 0
     for path in paths:
         connection = read_only_copy(path)
@@ -97,6 +101,7 @@ def load_logs(paths: list[Path | str], catalogue: Catalogue | None = None) -> Mo
                 position = index_of.get(row[0])
                 if position is not None:
                     rows.append((position, *row[1:]))
+            guided.update(guidance_of_cases(connection, index_of))
         finally:
             connection.close()
     data = MonitoringData(logs=[str(p) for p in paths], duplicates=duplicates)
@@ -120,6 +125,7 @@ def load_logs(paths: list[Path | str], catalogue: Catalogue | None = None) -> Mo
         for offset, metric in enumerate(RESULT_METRICS):
             raw = columns[2 + offset]
             data.values[metric] = np.array([np.nan if v is None else float(v) for v in raw], dtype=float)
+        data.guidance = guidance_columns(data.row_case, list(columns[1]), guided)
     else:
         for metric in RESULT_METRICS:
             data.values[metric] = np.zeros(0)

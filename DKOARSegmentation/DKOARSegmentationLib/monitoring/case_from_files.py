@@ -53,16 +53,21 @@ def model_from_rtstruct(path: Path | str) -> tuple[str, str]:
     return "", ""
 
 
+def read_json_file(path: Path, what: str):
+    """A JSON file's content; a DKOARError naming ``what`` when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DKOARError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    except ValueError as exc:
+        raise DKOARError(f"{path}: not JSON ({exc})") from None
+
+
 def read_times(path: Path | str, catalogue: Catalogue | None = None) -> dict[str, dict]:
     """Structure name (catalogue spelling) -> {active_s, wall_s, edits} from a times file."""
     catalogue = catalogue or default_catalogue()
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DKOARError(f"{path}: cannot read the times file ({exc.strerror})") from None
-    except ValueError as exc:
-        raise DKOARError(f"{path}: not JSON ({exc})") from None
+    document = read_json_file(path, "times file")
     entries = document.get("structures") if isinstance(document, dict) else None
     if not isinstance(entries, dict):
         raise DKOARError(f'{path}: expected {{"structures": {{"Parotid_L": {{"active_s": .., "wall_s": .., "edits": ..}}}}}}')

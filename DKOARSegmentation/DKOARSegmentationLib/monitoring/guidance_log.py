@@ -4,7 +4,6 @@ monitoring report can say whether the guidance predicted the corrections."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import DKOARError
@@ -53,13 +52,10 @@ def read_guidance(connection, case_id: int) -> ReviewGuidance:
 
 def read_run_guidance(path: Path | str) -> ReviewGuidance:
     """The guidance a run wrote into its run.json."""
+    from .case_from_files import read_json_file
+
     path = Path(path)
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DKOARError(f"{path}: cannot read the run record ({exc.strerror})") from None
-    except ValueError as exc:
-        raise DKOARError(f"{path}: not JSON ({exc})") from None
+    record = read_json_file(path, "run record")
     if not isinstance(record, dict) or "flags" not in record:
         raise DKOARError(f"{path}: not a run.json with review guidance (no flags); it comes from dkoar segment")
     return ReviewGuidance.from_record(record)

@@ -304,8 +304,26 @@ def main(argv=None) -> int:
         from DKOARSegmentationLib.model.manifest import add_refinement
 
         add_refinement(model_dir, {"folder": out.name, "structures": SIDES, "crop_mm": CROP_MM, "centre": CENTRE})
+        describe_stage(model_dir, step)
         print(f"described the second stage in {model_dir / 'dkoar_model.json'}", flush=True)
     return 0
+
+
+def describe_stage(model_dir: Path, step: int) -> None:
+    """The model card's version and training data, with the second stage."""
+    from tools.train_demo_model import MODEL_VERSION
+
+    path = model_dir / "dkoar_model.json"
+    manifest = json.loads(path.read_text())
+    text = manifest.get("training_data", "").split(" The cochleae (about 15 voxels")[0].split(" Second stage")[0]
+    manifest["version"] = MODEL_VERSION
+    manifest["training_data"] = (
+        f"{text} Second stage ({STAGE_FOLDER}/, tools/train_demo_inner_ear.py, {step} steps): the cochleae at "
+        f"{' x '.join(f'{v:g}' for v in SPACING_ZYX)} mm (z, y, x) on a {' x '.join(f'{v:g}' for v in CROP_MM)} mm "
+        "crop per side, placed from the first stage's parotid and brainstem; trained on crops around both ears "
+        f"of {len(TRAIN_SEEDS)} phantoms (seeds {TRAIN_SEEDS.start}-{TRAIN_SEEDS.stop - 1}, pixel 0.8-1.2 mm, "
+        "slices 2-3 mm), the cochlea up to 10 x 14 x 14 mm off the patch centre, left and right mirrored.")
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def export(net, intensity: dict, out: Path, step: int, log: list, n_crops: int) -> None:

@@ -14,7 +14,8 @@ Per side, the crop (``crop_mm``: z, y, x) is centred where the first stage's str
 the centre of ``from``_L (or _R) ``fraction_x`` and ``fraction_y`` of the way to the part of
 ``towards`` at the height of that structure's upper end, ``above_top_mm`` above that end (the
 inner ear lies medial to the parotid's upper pole and lateral to the brainstem). The second stage's
-label 1 is that side's structure; it replaces the first stage's.
+label 1 is that side's structure, one part per side: its largest connected part is kept (as
+nnU-Net's post-processing keeps a structure's largest component), and replaces the first stage's.
 """
 
 from __future__ import annotations
@@ -115,6 +116,15 @@ def crop_box(ct: Volume, centre_lps: np.ndarray, crop_mm) -> tuple[slice, ...] |
     return tuple(slice(int(lo[a]), int(hi[a])) for a in (2, 1, 0))
 
 
+def _largest_part(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    labelled, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    if n <= 1:
+        return mask
+    return labelled == int(np.argmax(np.bincount(labelled.ravel())[1:])) + 1
+
+
 def refine(model, ct: Volume, prediction, options, uncertainty: bool) -> None:
     """Run every second stage of ``model`` on its crops and put its structures into ``prediction``."""
     from ..input.orientation import relayout_for
@@ -137,10 +147,11 @@ def refine(model, ct: Volume, prediction, options, uncertainty: bool) -> None:
             origin[:3, 3] = ct.index_to_lps(np.array([box[2].start, box[1].start, box[0].start], dtype=float))
             crop = Volume(ct.voxels[box], origin, source=f"{ct.source} ({refinement.folder} crop)")
             stage = predict(refinement.model, crop, None, options, uncertainty)
+            found = _largest_part(stage.labels == 1)
             labels = prediction.labels
             labels[labels == target] = 0
             region = labels[box]
-            region[(stage.labels == 1) & ((region == 0) | (region == target))] = target
+            region[found & ((region == 0) | (region == target))] = target
             if prediction.uncertainty is not None:
                 table = prediction.uncertainty.values
                 table[target] = 0.0

@@ -41,9 +41,7 @@ PATCH_ZYX = [48, 96, 96]
 FEATURES = [8, 16, 32, 64, 96]
 TRAIN_SEEDS = range(1000, 1036)
 MODEL_NAME = "DKOAR demo phantom model"
-# 0.2.0: whole field of view; 0.3.0: fine-tuned without class weights, small structures oversampled;
-# 0.4.0: a second stage for the cochleae (tools/train_demo_inner_ear.py)
-MODEL_VERSION = "0.4.0"
+MODEL_VERSION = "0.3.0"  # 0.2.0: whole field of view; 0.3.0: fine-tuned without class weights, small structures oversampled
 INTENDED_USE = ("Demonstration only, NOT FOR CLINICAL USE: trained on synthetic phantoms so that the extension "
                 "runs out of the box and its tests have a real network to run.")
 

@@ -157,5 +157,5 @@ def refine(model, ct: Volume, prediction, options, uncertainty: bool) -> None:
                 table[target] = 0.0
                 if stage.uncertainty is not None:
                     start = box[slice_axis].start
-                    found = stage.uncertainty.for_label(1)
-                    table[target, start:start + len(found), 1 if side == "L" else 0] += found
+                    per_slice = stage.uncertainty.for_label(1)
+                    table[target, start:start + len(per_slice), 1 if side == "L" else 0] += per_slice

@@ -11,6 +11,7 @@ import numpy as np
 from ..volume import voxel_volume_ml
 
 _CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)
+_MAX_STRAYS = 20  # stray parts measured voxel by voxel
 _MAX_POINTS = 50000  # of the largest part, for the distance of a stray part (a subsample beyond this)
 
 
@@ -53,18 +54,20 @@ def measure_structure(name: str, box, mask: np.ndarray | None, affine: np.ndarra
     kji = np.argwhere(mask) + offset
     points = _points_lps(affine, kji)
     part_of = labelled[mask]
-    parts = []
-    for index in order:
-        inside = part_of == index + 1
-        parts.append(Part(int(sizes[index]), float(sizes[index] * voxel_ml), points[inside].mean(axis=0)))
+    counts = np.bincount(part_of, minlength=n + 1).astype(np.float64)
+    sums = np.stack([np.bincount(part_of, weights=points[:, a], minlength=n + 1) for a in range(3)], axis=1)
+    parts = [Part(int(sizes[index]), float(sizes[index] * voxel_ml), sums[index + 1] / counts[index + 1])
+             for index in order]
     if len(parts) > 1:
         main = points[part_of == order[0] + 1]
         if len(main) > _MAX_POINTS:
             main = main[:: len(main) // _MAX_POINTS + 1]
         tree = cKDTree(main)
-        for part, index in zip(parts[1:], order[1:]):
-            # the nearest pair of voxel centres of the stray and the largest part
-            part.distance_mm = float(tree.query(points[part_of == index + 1])[0].min())
+        for rank, (part, index) in enumerate(zip(parts[1:], order[1:])):
+            # the nearest pair of voxel centres of the stray and the largest part (the many specks
+            # of a broken result beyond the largest strays: from their centres)
+            near = points[part_of == index + 1] if rank < _MAX_STRAYS else part.centroid[None, :]
+            part.distance_mm = float(tree.query(near)[0].min())
     z = points[:, 2]
     return StructureGeometry(name, int(mask.sum()), float(mask.sum() * voxel_ml), points.mean(axis=0),
                              (float(z.min()), float(z.max())), parts)

@@ -106,7 +106,9 @@ def ranking(seeds: list[int]) -> dict:
         prediction = predict(model, phantom.ct)
         mapping = map_model_labels(model.bundle.labels, catalogue)
         ai = to_catalogue_labels(prediction.labels, mapping, phantom.ct)
-        scores = structure_uncertainty(prediction.uncertainty, mapping, ai)
+        from DKOARSegmentationLib.input.orientation import relayout_for
+
+        scores = structure_uncertainty(prediction.uncertainty, mapping, ai, relayout_for(phantom.ct.affine).order[0])
         flags = by_structure(check_segmentation(ai, phantom.ct))
         comparisons = compare_segmentations(ai, phantom.truth, catalogue)
         geometry = {}

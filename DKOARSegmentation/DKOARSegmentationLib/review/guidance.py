@@ -54,7 +54,8 @@ def review_guidance(segmentation, ct, slice_uncertainty=None, mapping=None) -> R
 
     guidance = ReviewGuidance(check_segmentation(segmentation, ct))
     if slice_uncertainty is not None and mapping is not None:
-        per_structure = structure_uncertainty(slice_uncertainty, mapping, segmentation)
-        guidance.review = review_list(per_structure, segmentation, relayout_for(ct.affine).order[0])
+        slice_axis = relayout_for(ct.affine).order[0]
+        per_structure = structure_uncertainty(slice_uncertainty, mapping, segmentation, slice_axis)
+        guidance.review = review_list(per_structure, segmentation, slice_axis)
         guidance.uncertainty = uncertainty_record(per_structure, slice_uncertainty.method)
     return guidance

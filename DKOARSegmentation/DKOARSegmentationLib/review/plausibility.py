@@ -5,7 +5,7 @@ patient's left, +y posterior, +z superior, whatever the patient position on the 
 - volume: outside the catalogue's adult range (warning; error beyond twice as far), or a
   left/right pair of which one is more than ``PAIR_RATIO`` times the other (warning);
 - fragmented: more connected parts than the structure has (the catalogue's ``parts``), with the
-  size and distance of the strays (warning when a stray is sizeable or far, info for specks);
+  size and distance of the strays (warning when a stray is sizeable, info for specks);
 - side: a left structure whose centre lies right of the body's midline, or the reverse (error;
   both sides of a swapped pair are named);
 - outside_body: part of the structure outside the patient's body (warning; error from a quarter);
@@ -30,7 +30,7 @@ from .geometry import StructureGeometry, measure_contours
 PAIR_RATIO = 2.5  # one side of a pair this many times the other's volume
 SIDE_MARGIN_MM = 2.0  # a centre within this of the midline is on neither side
 OUTSIDE_WARNING, OUTSIDE_ERROR = 0.02, 0.25  # fraction of the voxels outside the body
-STRAY_MIN_ML, STRAY_MIN_FRACTION, STRAY_FAR_MM = 0.05, 0.05, 20.0
+STRAY_MIN_ML, STRAY_MIN_FRACTION = 0.05, 0.05  # a stray this large is a warning; smaller specks, near or far, info
 NEURAL_AXIS_GAP_MM = 10.0  # brainstem and spinal cord meet at the foramen magnum
 
 
@@ -78,12 +78,11 @@ def _fragment_flags(s: Structure, g: StructureGeometry) -> list[Flag]:
     biggest = strays[0]
     farthest = max(strays, key=lambda p: p.distance_mm)
     sizeable = biggest.volume_ml >= STRAY_MIN_ML or biggest.volume_ml >= STRAY_MIN_FRACTION * g.volume_ml
-    far = farthest.distance_mm > STRAY_FAR_MM and farthest.voxels >= 3
     expected = f"{s.parts} expected" if s.parts > 1 else "one expected"
     message = (f"{s.name} is in {len(g.parts)} parts ({expected}): {len(strays)} stray part(s) of "
                f"{sum(p.volume_ml for p in strays):.3f} ml in all, the largest {biggest.volume_ml:.3f} ml, "
                f"the farthest {farthest.distance_mm:.0f} mm from the main part.")
-    return [Flag(s.name, "fragmented", "warning" if sizeable or far else "info", message)]
+    return [Flag(s.name, "fragmented", "warning" if sizeable else "info", message)]
 
 
 def _side_flags(structures: dict[str, Structure], geometry: dict[str, StructureGeometry],

@@ -16,6 +16,7 @@ import numpy as np
 
 REVIEW_LENGTH = 8  # entries in the review list
 MIN_SCORE = 0.05  # below this a structure is not worth a look
+SLICE_MARGIN = 2  # slices beyond a structure's own where its uncertainty still counts
 _SPHERE_AREA = 4.836  # area of a sphere of volume V is 4.836 V^(2/3)
 
 
@@ -28,9 +29,15 @@ class StructureUncertainty:
     per_slice_ml: np.ndarray  # along the volume's slices
 
 
-def structure_uncertainty(slice_uncertainty, mapping, segmentation) -> dict[str, StructureUncertainty]:
+def structure_uncertainty(slice_uncertainty, mapping, segmentation, slice_axis: int = 0
+                          ) -> dict[str, StructureUncertainty]:
     """Per catalogue structure of a result, from the per model label table and the label mapping
-    (a merged left/right label split by side)."""
+    (a merged left/right label split by side), counted on the structure's own slices and
+    ``SLICE_MARGIN`` beyond (elsewhere it was only a runner-up: noise); a structure not found
+    counts everywhere (it may be wherever it is uncertain)."""
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects(segmentation.labels)
     values = slice_uncertainty.values
     volumes = segmentation.volumes_ml()
     profiles: dict[str, np.ndarray] = {}
@@ -47,6 +54,11 @@ def structure_uncertainty(slice_uncertainty, mapping, segmentation) -> dict[str,
         profile = profiles.get(structure.name)
         if profile is None:
             continue
+        box = boxes[structure.label - 1] if structure.label <= len(boxes) else None
+        if box is not None:
+            keep = np.zeros(len(profile), dtype=bool)
+            keep[max(box[slice_axis].start - SLICE_MARGIN, 0):box[slice_axis].stop + SLICE_MARGIN] = True
+            profile = np.where(keep, profile, 0.0)
         uncertain = float(profile.sum())
         volume_mm3 = 1000.0 * volumes.get(structure.name, 0.0)
         area = _SPHERE_AREA * max(volume_mm3, 1.0) ** (2.0 / 3.0)

@@ -1,11 +1,10 @@
 """DK OAR Segmentation: the 3D Slicer module, the Qt front end of DKOARSegmentationMRML's logic.
 
 The core (``DKOARSegmentationLib``: no Slicer) does the work and is the ``dkoar`` command line;
-``DKOARSegmentationMRML.logic.SegmentationLogic`` (Slicer's MRML, no Qt, tested on slicer-core) runs
-the model, loads the result, times the corrections and exports, for this panel and the browser
-station alike. This file holds the module, its parameter node, the panel and the self-test. The
-core is imported on first use, so that this file loads (and offers to install the Python packages)
-before the core's dependencies exist.
+``DKOARSegmentationMRML.logic.SegmentationLogic`` (MRML, no Qt) runs, loads, times corrections and
+exports for this panel and the browser station alike; ``DKOARSegmentationQt`` holds larger sections.
+The core is imported on first use, so that this file loads (and offers to install the Python
+packages) before the core's dependencies exist.
 
 Needs Slicer 5.12 or newer (``slicer.packaging``, ``launchConsoleProcess(blocking=False)``,
 pydicom 3 in Slicer's Python).
@@ -154,6 +153,11 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         from DKOARSegmentationQt.practice_section import PracticeSection
 
         self.practiceSection = PracticeSection(self)  # trainee mode: its own .ui, logic in DKOARSegmentationMRML
+        from DKOARSegmentationQt.review_section import ReviewSection
+
+        self.reviewSection = ReviewSection(self.layout, self.shared, self.ui.structuresTreeWidget)
+        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.reviewSection.show(
+            node, self._parameterNode.inputVolume if self._parameterNode else None))
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -308,7 +312,6 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.setStatus(_("The model card could not be read: {error}").format(error=exc), error=True)
             return
         import qt
-
         box = qt.QMessageBox(slicer.util.mainWindow())
         box.setWindowTitle(_("Model card"))
         box.setIcon(qt.QMessageBox.Information)
@@ -361,6 +364,7 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.setStatus(error, error=True)
             return
         self.ui.segmentationSelector.setCurrentNode(segmentationNode)
+        self.reviewSection.show(segmentationNode, self._parameterNode.inputVolume)
         if self._parameterNode.modelPath.strip():
             self.ui.modelPathLineEdit.addCurrentPathToHistory()
         if self._parameterNode.outputFolder.strip():
@@ -368,8 +372,8 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         from DKOARSegmentationMRML.logic import outputFolderOf
 
         count = segmentationNode.GetSegmentation().GetNumberOfSegments()
-        lines = [_("{count} structures contoured, outputs in {folder}").format(count=count,
-                                                                                folder=outputFolderOf(record))]
+        lines = [_("{count} structures contoured, outputs in {folder}").format(
+            count=count, folder=outputFolderOf(record))]
         if "rtstruct" in record["outputs"]:
             lines.append(_("RTSTRUCT: {path}").format(path=record["outputs"]["rtstruct"]))
         lines += [_("Note: {warning}").format(warning=w) for w in record["warnings"]]

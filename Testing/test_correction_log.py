@@ -100,7 +100,7 @@ def test_a_version_1_log_is_migrated_and_keeps_its_data(tmp_path):
     assert memory.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 1
     with open_log(db) as log:
-        assert log.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert log.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         old = log.structure_results(1)["Parotid_L"]
         assert (old["active_s"], old["edits"], old["surface_dice"], old["apl_mm"], old["msd_mm"]) == (60, 4, 0.8, None, None)
         assert log.cases()[0]["scanner_model"] is None and log.cases()[0]["site"] == "Vejle"

@@ -817,3 +817,52 @@ print("ok")
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# review guidance
+
+
+def test_review_guidance_on_the_node_for_every_front_end_and_the_log(core, phantom_factory, tmp_path):
+    """A run's flags and review list on the segmentation node: flag icons per structure, review entries
+    with the RAS point a click jumps the slice views to, the checks again after an edit, and the
+    guidance in the correction log when correcting starts."""
+    from DKOARSegmentationLib.monitoring.correction_log import open_log
+    from DKOARSegmentationLib.monitoring.guidance_log import read_guidance
+    from DKOARSegmentationMRML.logic import SegmentationLogic
+    from DKOARSegmentationMRML.review_guidance import GUIDANCE_ATTRIBUTE, set_guidance
+
+    folder, phantom, ct, ct_node, database = _dicom_ct_node(phantom_factory, seed=6)
+    seg_node = load_seg_nrrd(folder / "truth.seg.nrrd", ct_node)
+    record = {"flags": [{"structure": "Parotid_L", "kind": "volume", "severity": "warning",
+                         "message": "Parotid_L is 90 ml, above the adult range 5-80 ml."}],
+              "review": [{"rank": 1, "structure": "Lens_L", "first_slice": 20, "last_slice": 22, "z_mm": [10.0, 18.0],
+                          "centre_lps": [30.0, -60.0, 15.0], "score": 1.5, "uncertain_ml": 0.1, "band_mm": 1.4}],
+              "uncertainty": {"method": "entropy of the averaged probabilities",
+                              "structures": {"Lens_L": {"score": 1.5, "band_mm": 1.4, "uncertain_ml": 0.1}}}}
+    set_guidance(seg_node, record)
+    logic = SegmentationLogic(dicomDatabase=database, temporaryFolder=str(tmp_path))
+    shown = logic.structureFlags(seg_node)
+    assert set(shown) == {"Parotid_L"} and shown["Parotid_L"]["icon"] == "SP_MessageBoxWarning"
+    assert "above the adult range" in shown["Parotid_L"]["text"]
+    entries = logic.reviewEntries(seg_node)
+    assert entries[0]["ras"] == [-30.0, 60.0, 15.0] and entries[0]["text"].startswith("1. Lens_L: slices 21-23")
+    red = core.scene.AddNewNodeByClass("vtkMRMLSliceNode")
+    red.SetLayoutName("Red")
+    red.SetOrientationToAxial()
+    logic.jumpToReviewEntry(entries[0])
+    matrix = red.GetSliceToRAS()
+    assert [matrix.GetElement(r, 3) for r in range(3)] == pytest.approx([-30.0, 60.0, 15.0], abs=1e-6)
+
+    # checked again on the segmentation as it is: the truth has no flag above info
+    assert not [f for f in logic.checkAgain(seg_node, ct_node) if f.severity != "info"]
+    assert "Parotid_L" not in logic.structureFlags(seg_node) and logic.reviewEntries(seg_node)[0]["rank"] == 1
+    set_guidance(seg_node, record)
+
+    log_path = tmp_path / "corrections.sqlite"
+    logic.startCorrecting(seg_node, ct_node, logPath=str(log_path), siteKeyPath=str(tmp_path / "site.key"))
+    logic.finishCorrecting()
+    with open_log(log_path) as log:
+        kept = read_guidance(log.connection, log.cases()[-1]["case_id"])
+    assert [f.structure for f in kept.flags] == ["Parotid_L"] and kept.review[0]["structure"] == "Lens_L"
+    assert seg_node.GetAttribute(GUIDANCE_ATTRIBUTE)

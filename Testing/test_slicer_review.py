@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from DKOARSegmentationLib.errors import DKOARError
+from DKOARSegmentationLib.structures.catalogue import default_catalogue
+from DKOARSegmentationMRML import review
 from Testing.test_slicer_mrml import (  # noqa: F401, F811 (the fixtures of the MRML tests, shared)
     TINY_GRID,
     ListSink,
@@ -21,10 +24,6 @@ from Testing.test_slicer_mrml import (  # noqa: F401, F811 (the fixtures of the 
     slicer,
     tiny_phantom,
 )
-
-from DKOARSegmentationLib.errors import DKOARError
-from DKOARSegmentationLib.structures.catalogue import default_catalogue
-from DKOARSegmentationMRML import review
 
 
 def test_window_presets_set_the_ct_display(core, tiny_phantom):

@@ -1,7 +1,8 @@
 """Opening the correction log for a case corrected in the scene.
 
-The case is started in the SQLite log with the model that made the segmentation, the CT's
-monitored properties and, when a site key is configured (a file given, or the environment
+The case is started in the SQLite log with the model that made the segmentation, its review
+guidance (flags, review list, uncertainty: what the clinician was told), the CT's monitored
+properties and, when a site key is configured (a file given, or the environment
 variable DKOAR_SITE_KEY), the keyed pseudonyms of its patient and study, never the identifiers.
 Without a site key the case is logged without pseudonyms and a warning says why.
 """
@@ -13,10 +14,12 @@ import logging
 from DKOARSegmentationLib.errors import DKOARError
 from DKOARSegmentationLib.monitoring.case_properties import case_keys, ct_properties
 from DKOARSegmentationLib.monitoring.correction_log import CorrectionLog, open_log
+from DKOARSegmentationLib.monitoring.guidance_log import record_guidance
 from DKOARSegmentationLib.monitoring.pseudonym import key_path_from, load_site_key
 
 from .correction_log_sink import CorrectionLogSink
 from .dicom_source import DicomFileLookup, header_volume
+from .review_guidance import guidance_of
 from .segmentation_run import model_identity
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,9 @@ def open_case(log_path: str, segmentation_node, volume_node, site: str = "", sit
         name, version, model_hash = model_identity(segmentation_node)
         case_id = correction_log.start_case(site=site, model_name=name, model_version=version, model_hash=model_hash,
                                             patient_key=patient_key, study_key=study_key, ct=ct_properties(ct))
+        guidance = guidance_of(segmentation_node)
+        if guidance.flags or guidance.review or guidance.uncertainty:
+            record_guidance(correction_log, case_id, guidance)
     except BaseException:
         correction_log.close()
         raise

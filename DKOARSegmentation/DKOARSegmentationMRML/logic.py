@@ -236,6 +236,35 @@ class SegmentationLogic:
         self._closeCorrectionLog()
         self.cancelSegmentation()
 
+    # -- review guidance: flags beside the structures, the list of where to look first ----------
+
+    @staticmethod
+    def structureFlags(segmentationNode) -> dict:
+        """Structure -> its flags' worst severity, icon and sentences (``review_guidance``)."""
+        from .review_guidance import structure_flags
+
+        return structure_flags(segmentationNode)
+
+    @staticmethod
+    def reviewEntries(segmentationNode) -> list:
+        """The ranked (structure, slices) to review first, each with the RAS point to jump to."""
+        from .review_guidance import review_entries
+
+        return review_entries(segmentationNode)
+
+    @staticmethod
+    def jumpToReviewEntry(entry: dict) -> None:
+        from .review_guidance import jump_to
+
+        jump_to(entry["ras"])
+
+    @staticmethod
+    def checkAgain(segmentationNode, volumeNode) -> list:
+        """The plausibility checks on the segmentation as corrected so far."""
+        from .review_guidance import check_again
+
+        return check_again(segmentationNode, volumeNode)
+
     # -- export ----------------------------------------------------------------------------------
 
     def exportRTStruct(self, segmentationNode, volumeNode, outputPath: str, edited=None) -> Path:

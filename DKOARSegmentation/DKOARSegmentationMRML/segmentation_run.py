@@ -100,6 +100,10 @@ def load_run_result(record: dict, volume_node, name: str | None = None):
     node.SetAttribute(MODEL_NAME_ATTRIBUTE, model.get("name", ""))
     node.SetAttribute(MODEL_VERSION_ATTRIBUTE, model.get("version", ""))
     node.SetAttribute(MODEL_HASH_ATTRIBUTE, model.get("sha256", ""))
+    if "flags" in record:  # the run's review guidance, for the panel, the station and the log
+        from .review_guidance import set_guidance
+
+        set_guidance(node, record)
     return node
 
 

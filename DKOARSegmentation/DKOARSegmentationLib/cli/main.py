@@ -12,6 +12,7 @@ import sys
 from .. import __version__
 from ..errors import DKOARError
 from . import (
+    check_commands,
     export_commands,
     model_commands,
     monitoring_commands,
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineErrors)
     for commands in (segment_commands, export_commands, monitoring_commands, model_commands, practice_commands,
                      research_commands, node_commands,
-                     station_commands):
+                     station_commands, check_commands):
         commands.add_parsers(sub)
     return parser
 

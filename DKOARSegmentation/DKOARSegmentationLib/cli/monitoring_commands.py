@@ -47,6 +47,7 @@ def _cmd_log_add(args) -> int:
     from ..input.ct_loader import load_dicom_ct
     from ..monitoring.case_from_files import compare_case, log_case, read_times
     from ..monitoring.correction_log import check_when, open_log, site_key_fingerprint
+    from ..monitoring.guidance_log import read_run_guidance
     from ..monitoring.pseudonym import load_site_key
 
     # everything that can refuse the case is checked before anything is written: a refused case
@@ -56,6 +57,7 @@ def _cmd_log_add(args) -> int:
     if args.date is not None:
         check_when(args.date)
     times = read_times(args.times) if args.times else None
+    guidance = read_run_guidance(args.run) if args.run else None
     key = load_site_key(key_path, create=False) if key_path.exists() else None
     if key is None:
         check_output_file(key_path)
@@ -71,7 +73,7 @@ def _cmd_log_add(args) -> int:
     announce_site_key(key)
     with open_log(args.log) as log:
         added = log_case(log, case, key, site=args.site, times=times, model_hash=args.model_hash,
-                         started_at=args.date)
+                         started_at=args.date, guidance=guidance)
     changed = sum(1 for r in added.results.values() if not r.unchanged)
     model = f"{added.model_name} {added.model_version}".strip() or "unknown model"
     print(f"case {added.case_id} added to {args.log}: {len(added.results)} structures, {changed} changed by the "
@@ -121,6 +123,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--model-version", default=None, help="default: from the AI RTSTRUCT")
     p.add_argument("--model-hash", default="", help="the model bundle's sha256")
     p.add_argument("--date", default=None, help="when the correction was done (ISO 8601; default: now)")
+    p.add_argument("--run", type=Path, default=None,
+                   help="the AI run's run.json: its review guidance (flags, review list) goes to the log too")
     p.set_defaults(func=_cmd_log_add)
 
     p = sub.add_parser("report", help="the monitoring report (HTML + CSV of aggregates) from one or more logs",

@@ -44,3 +44,19 @@ def body_midline_x(ct: Volume, threshold_hu: float = BODY_THRESHOLD_HU) -> float
     k, j, i = np.nonzero(biggest)
     ijk = np.column_stack([i, j, k]).astype(float) * STEP
     return float(np.mean(ct.index_to_lps(ijk)[:, 0]))
+
+
+def body_outline(image_hu: np.ndarray, threshold_hu: float = BODY_THRESHOLD_HU, step: int = 2) -> np.ndarray:
+    """The patient's body on every slice and every ``step``-th row and column: the largest
+    connected object above ``threshold_hu`` with the holes of each slice filled (airways and
+    sinuses are inside the body), one coarse voxel wider all round (the skin's partial volume)."""
+    coarse = image_hu[:, ::step, ::step] > threshold_hu
+    labelled, n = ndimage.label(coarse)
+    if n == 0:
+        return np.zeros(coarse.shape, dtype=bool)
+    sizes = np.bincount(labelled.ravel())[1:]
+    body = labelled == int(np.argmax(sizes)) + 1
+    for k in range(body.shape[0]):
+        if body[k].any():
+            body[k] = ndimage.binary_fill_holes(body[k])
+    return ndimage.binary_dilation(body, structure=np.ones((1, 3, 3), dtype=bool))

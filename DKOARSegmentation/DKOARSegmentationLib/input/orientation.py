@@ -32,6 +32,21 @@ class Relayout:
                 out = np.flip(out, axis=axis)
         return np.ascontiguousarray(out)
 
+    def canonical_shape(self, shape) -> tuple[int, int, int]:
+        return tuple(int(shape[a]) for a in self.order)  # type: ignore[return-value]
+
+    def canonical_x(self, affine: np.ndarray, shape) -> tuple[float, float]:
+        """LPS x of the canonical layout's first column and the step from one column to the next
+        (the other axes at the volume's centre)."""
+        affine = np.asarray(affine, float)
+        column = _ARRAY_AXIS_TO_IJK[self.order[2]]
+        sizes = {_ARRAY_AXIS_TO_IJK[a]: int(shape[a]) for a in range(3)}
+        base = affine[0, 3] + sum(affine[0, c] * (sizes[c] - 1) / 2.0 for c in range(3) if c != column)
+        step = affine[0, column]
+        if self.flips[2]:
+            return float(base + step * (sizes[column] - 1)), float(-step)
+        return float(base), float(step)
+
     def from_canonical(self, array: np.ndarray) -> np.ndarray:
         out = array
         for axis, flip in enumerate(self.flips):

@@ -17,6 +17,10 @@ def model_card(bundle: ModelBundle) -> str:
         lines.append(f"  configuration:   {bundle.configuration}, folds {bundle.folds}, {bundle.checkpoint_name}")
         if "postprocessing.pkl" in bundle.files:
             lines.append("  post-processing: postprocessing.pkl (nnU-Net's largest-component removal)")
+        for entry in m.get("refinements", []) or []:
+            lines.append(f"  second stage:    {entry['folder']}/ for {', '.join(entry['structures'].values())} on a "
+                         f"{' x '.join(f'{v:g}' for v in entry['crop_mm'])} mm crop (z, y, x) per side, placed from "
+                         f"{entry['centre']['from']} and {entry['centre']['towards']}")
     else:
         norm = m["normalisation"]
         network = m["network"] if bundle.kind == "torchscript" else f"MONAI {m['network']['class']} ({m['weights']})"

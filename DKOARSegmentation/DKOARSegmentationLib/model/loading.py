@@ -38,6 +38,7 @@ class LoadedModel:
     # differs from float32 sums at the rim of small structures), MONAI and TorchScript float32
     sums_dtype: str = "float32"
     messages: list = field(default_factory=list)  # what a run had to do differently (OOM fallback)
+    refinements: list = field(default_factory=list)  # second stages on crops (crop_refinement.Refinement)
     _cpu_graphs: dict = field(default_factory=dict, repr=False)  # network index -> frozen CPU graph
 
     def cpu_graph(self, index: int, example):
@@ -119,12 +120,17 @@ def load_model(bundle: ModelBundle, device) -> LoadedModel:
             mirror = tuple(int(a) for a in axes) if axes else None
     transpose_forward = tuple(int(v) for v in plans.get("transpose_forward", (0, 1, 2)))
     transpose_backward = tuple(int(v) for v in plans.get("transpose_backward", np.argsort(transpose_forward)))
-    return LoadedModel(bundle, networks, spacing, patch, props, num_outputs, mirror, device,
-                       transpose_forward=transpose_forward, transpose_backward=transpose_backward,
-                       data_resampling=_resampling_kwargs(config, "data", _DEFAULT_DATA_RESAMPLING, bundle.folder),
-                       probability_resampling=_resampling_kwargs(config, "probabilities", _DEFAULT_PROB_RESAMPLING,
-                                                                 bundle.folder),
-                       postprocessing=bundle.load_postprocessing(), sums_dtype="float16")
+    model = LoadedModel(bundle, networks, spacing, patch, props, num_outputs, mirror, device,
+                        transpose_forward=transpose_forward, transpose_backward=transpose_backward,
+                        data_resampling=_resampling_kwargs(config, "data", _DEFAULT_DATA_RESAMPLING, bundle.folder),
+                        probability_resampling=_resampling_kwargs(config, "probabilities", _DEFAULT_PROB_RESAMPLING,
+                                                                  bundle.folder),
+                        postprocessing=bundle.load_postprocessing(), sums_dtype="float16")
+    if bundle.card.get("refinements"):
+        from .crop_refinement import load_refinements
+
+        model.refinements = load_refinements(bundle, device)
+    return model
 
 
 def _load_network_model(bundle: ModelBundle, device) -> LoadedModel:

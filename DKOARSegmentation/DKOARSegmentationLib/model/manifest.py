@@ -49,6 +49,10 @@ def init_manifest(folder: Path | str, name: str, version: str, intended_use: str
     files = ["dataset.json", "plans.json"] + [f"fold_{f}/{checkpoint}" for f in folds]
     if (folder / "postprocessing.pkl").is_file():
         files.append("postprocessing.pkl")
+    previous = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")) if (folder / MANIFEST_NAME).exists() else {}
+    refinements = previous.get("refinements", [])  # a second stage outlives a new first stage
+    for entry in refinements:
+        files += _stage_files(folder, entry)
     dataset = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
     labels = {}
     for label_name, value in dataset.get("labels", {}).items():
@@ -73,6 +77,30 @@ def init_manifest(folder: Path | str, name: str, version: str, intended_use: str
     }
     if structures:
         manifest["structures"] = list(structures)
+    if refinements:
+        manifest["refinements"] = refinements
+    return write_manifest(folder, manifest)
+
+
+def _stage_files(folder: Path, entry: dict) -> list[str]:
+    """The files of a second stage's nnU-Net result folder, relative to the model folder."""
+    stage = str(entry["folder"]).strip("/")
+    folds, checkpoint = _find_checkpoint_files(folder / stage)
+    return [f"{stage}/dataset.json", f"{stage}/plans.json"] + [f"{stage}/fold_{f}/{checkpoint}" for f in folds]
+
+
+def add_refinement(folder: Path | str, entry: dict) -> Path:
+    """Describe a second stage (``crop_refinement``) in a model's manifest and list its files with
+    their sha256; an entry for the same folder is replaced."""
+    folder = Path(folder)
+    path = folder / MANIFEST_NAME
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    stage = str(entry["folder"]).strip("/")
+    manifest["files"] = {rel: sha for rel, sha in manifest["files"].items() if not rel.startswith(stage + "/")}
+    for rel in _stage_files(folder, entry):
+        manifest["files"][rel] = file_sha256(folder / rel)
+    manifest["refinements"] = [e for e in manifest.get("refinements", []) if str(e["folder"]).strip("/") != stage]
+    manifest["refinements"].append(entry)
     return write_manifest(folder, manifest)
 
 

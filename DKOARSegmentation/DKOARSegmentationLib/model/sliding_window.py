@@ -188,7 +188,7 @@ def window_extent(shape, patch, step: float, region) -> tuple[slice, ...]:
 
 def sliding_window_logits(model: LoadedModel, image: np.ndarray, progress: Progress | None = None,
                           options: PredictOptions | None = None, fp: Footprint | None = None, region=None,
-                          full_shape=None, image_offset=None):
+                          full_shape=None, image_offset=None, fold_labels: list | None = None):
     """Logits (C, z, y, x) of a prepared (normalised, resampled) image, on the CPU, as nnU-Net
     sums them: one pass per fold (sums in ``model.sums_dtype``), the folds' mean.
 
@@ -196,7 +196,10 @@ def sliding_window_logits(model: LoadedModel, image: np.ndarray, progress: Progr
     (the windows of the whole image, at the whole image's steps), so inside the region the logits
     are the whole image's; returns (logits over the run windows' extent, the extent's offset in
     the image). Then ``image`` may be just the block of a ``full_shape`` image at ``image_offset``
-    that covers ``window_extent(...)``."""
+    that covers ``window_extent(...)``.
+
+    ``fold_labels``: with several folds, each fold's own label map (the argmax of its pass, uint8)
+    is appended to this list, for the folds' disagreement."""
     import torch
 
     options = options or PredictOptions()
@@ -215,11 +218,15 @@ def sliding_window_logits(model: LoadedModel, image: np.ndarray, progress: Progr
         dst.append(slice(lo + b - e.start, hi + b - e.start))
     data[tuple(dst)] = torch.from_numpy(np.ascontiguousarray(image[tuple(src)], dtype=np.float32))
     slicers = [tuple(slice(a, a + p) for a, p in zip(corner, model.patch_zyx)) for corner in itertools.product(*starts)]
+    if fold_labels is not None:
+        fold_labels.clear()  # a retry after running out of memory starts again
     with torch.inference_mode():
         total = len(slicers) * len(model.networks)
         prediction = None
         for fold in range(len(model.networks)):
             part = _window_pass(model, data, slicers, fp, options, fold, progress, fold * len(slicers), total).to("cpu")
+            if fold_labels is not None and len(model.networks) > 1:
+                fold_labels.append(part.argmax(dim=0).to(torch.uint8))
             prediction = part if prediction is None else prediction.add_(part)
         if len(model.networks) > 1:
             prediction /= len(model.networks)

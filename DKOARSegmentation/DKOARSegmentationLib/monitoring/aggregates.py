@@ -57,6 +57,7 @@ class MonitoringData:
     row_structure: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     structures: list[str] = field(default_factory=list)
     values: dict[str, np.ndarray] = field(default_factory=dict)
+    guidance: dict[str, np.ndarray] = field(default_factory=dict)  # per result row: guidance_aggregates
     duplicates: int = 0
 
     @property
@@ -73,9 +74,12 @@ def load_logs(paths: list[Path | str], catalogue: Catalogue | None = None) -> Mo
     catalogue = catalogue or default_catalogue()
     if not paths:
         raise DKOARError("give at least one correction log (--log)")
+    from .guidance_aggregates import guidance_columns, guidance_of_cases
+
     seen: set[str] = set()
     cases: list[tuple] = []
     rows: list[tuple] = []
+    guided: dict = {}
     duplicates = 0
     for path in paths:
         connection = read_only_copy(path)
@@ -100,6 +104,7 @@ def load_logs(paths: list[Path | str], catalogue: Catalogue | None = None) -> Mo
                 if position is not None:
                     rows.append((position, str(row[1]), *(number(path, v, f"case {row[0]} {row[1]} {m}")
                                                           for m, v in zip(RESULT_METRICS, row[2:]))))
+            guided.update(guidance_of_cases(connection, index_of))
         except sqlite3.DatabaseError as exc:
             raise log_error(Path(path), exc) from None
         finally:
@@ -125,6 +130,7 @@ def load_logs(paths: list[Path | str], catalogue: Catalogue | None = None) -> Mo
         for offset, metric in enumerate(RESULT_METRICS):
             raw = columns[2 + offset]
             data.values[metric] = np.array(raw, dtype=float)
+        data.guidance = guidance_columns(data.row_case, list(columns[1]), guided)
     else:
         for metric in RESULT_METRICS:
             data.values[metric] = np.zeros(0)

@@ -25,12 +25,14 @@ from ..errors import DKOARError
 from ..hashing import file_sha256
 from ..input.ct_loader import require_dicom
 from ..json_files import read_json_file
+from ..review.guidance import ReviewGuidance
 from ..structures.catalogue import Catalogue, default_catalogue
 from ..volume import Volume
 from .case_properties import case_keys, ct_properties
 from .comparison import StructureComparison, compare_contour_sets
 from .contour_sets import read_contour_set
 from .correction_log import CorrectionLog, StructureResult
+from .guidance_log import record_guidance
 from .pseudonym import SiteKey
 
 TIMING_FIELDS = ("active_s", "wall_s", "edits")
@@ -124,9 +126,10 @@ def compare_case(*, ai_path: Path, final_path: Path, ct: Volume, model_name: str
 
 def log_case(log: CorrectionLog, case: ComparedCase, key: SiteKey, *, site: str = "",
              times: dict[str, dict] | None = None, model_hash: str = "",
-             started_at: _dt.datetime | str | None = None) -> AddedCase:
-    """Store a compared case with its times: the site key's check, the case and its results in one
-    transaction, so that processes adding cases to one log at once neither lose nor half-write one."""
+             started_at: _dt.datetime | str | None = None, guidance: ReviewGuidance | None = None) -> AddedCase:
+    """Store a compared case with its times (and the review guidance its AI result came with): the
+    site key's check, the case and its results in one transaction, so that processes adding cases to
+    one log at once neither lose nor half-write one."""
     times = times or {}
     patient_key, study_key = case_keys(case.ct, key)
     per_structure = {name: StructureResult.from_parts(result, times.get(name)) for name, result in case.results.items()}
@@ -140,6 +143,8 @@ def log_case(log: CorrectionLog, case: ComparedCase, key: SiteKey, *, site: str 
                                  started_at=started_at, source="dkoar log add")
         log.finish_case(case_id, per_structure, final_contours_sha256=case.final_contours_sha256,
                         finished_at=started_at)
+        if guidance is not None:
+            record_guidance(log, case_id, guidance)
     return AddedCase(case_id, case.results, case.model_name, case.model_version)
 
 

@@ -5,7 +5,7 @@ so that killing the program loses nothing already recorded. The schema is versio
 ``PRAGMA user_version`` and upgraded in place by the migrations below when a log is opened
 (never downgraded: a log written by a newer dkoar is refused with a message).
 
-Tables (version 2):
+Tables (version 3):
 
 - ``cases``: one correction session. Site, model (name, version, sha256), CT properties that
   matter for monitoring (scanner model, convolution kernel, slice thickness, contrast flag), when
@@ -18,6 +18,8 @@ Tables (version 2):
   time, the number of edits, whether it was accepted unchanged, and the metrics of
   ``comparison.py``.
 - ``meta``: the fingerprint of the site key the pseudonyms were made with.
+- ``flags``, ``review_regions``, ``structure_uncertainty``: the review guidance of the AI result
+  (``guidance_log.py``): its plausibility flags, its ranked review list, each structure's uncertainty.
 
 The API is what the Slicer module uses: ``open_log``, ``start_case``, ``record_event``,
 ``finish_case``.
@@ -92,6 +94,35 @@ MIGRATIONS: dict[int, str] = {
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         CREATE INDEX events_by_case ON events(case_id);
         CREATE INDEX cases_by_start ON cases(started_at);
+    """,
+    # the review guidance the AI result came with (review.guidance): its plausibility flags, and the
+    # structures and slices its uncertainty put first (monitoring/guidance_log.py)
+    3: """
+        CREATE TABLE flags (
+            case_id INTEGER NOT NULL REFERENCES cases(case_id),
+            structure TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        CREATE TABLE review_regions (
+            case_id INTEGER NOT NULL REFERENCES cases(case_id),
+            rank INTEGER NOT NULL,
+            structure TEXT NOT NULL,
+            first_slice INTEGER,
+            last_slice INTEGER,
+            score REAL,
+            uncertain_ml REAL,
+            PRIMARY KEY (case_id, rank)
+        );
+        CREATE TABLE structure_uncertainty (
+            case_id INTEGER NOT NULL REFERENCES cases(case_id),
+            structure TEXT NOT NULL,
+            score REAL,
+            uncertain_ml REAL,
+            PRIMARY KEY (case_id, structure)
+        );
+        CREATE INDEX flags_by_case ON flags(case_id);
     """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

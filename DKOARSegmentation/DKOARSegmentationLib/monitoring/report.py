@@ -8,7 +8,9 @@ correction logs (``monitoring.py`` for the definitions):
 - per structure: median active correction time, edit rate, APL and surface Dice (table and
   distributions);
 - monthly control charts per structure with limits from a baseline period, flagged months listed;
-- breakdowns by model version, by site, and by the CT's scanner / kernel, slice thickness and contrast.
+- breakdowns by model version, by site, and by the CT's scanner / kernel, slice thickness and contrast;
+- the review guidance: how often flagged or uncertain structures were edited against the rest, and
+  the correction time by kind of flag (``guidance_report``).
 
 The CSV holds the same aggregates (no case-level rows) for pooling across sites.
 """
@@ -245,6 +247,10 @@ def build_report(data: MonitoringData, metric: str = "surface_dice", baseline_mo
                       ("slice", "slice thickness"), ("contrast", "contrast")):
         parts.append(f"<h3>By {title}</h3>")
         parts.append(_table(breakdown(data, by), [(by, title, 0)] + columns))
+    from .guidance_aggregates import guidance_section
+    from .guidance_report import guidance_html
+
+    parts.append(guidance_html(guidance_section(data)))
     parts.append("</body></html>")
     return "".join(parts), aggregate_rows(data)
 

@@ -57,6 +57,8 @@ class RTStructOptions:
     # collinear points, which are always dropped.
     simplify_mm: float = 0.0
     keyholes: bool = True  # holes joined to their outer contour (read alike by union and even-odd readers)
+    # structure name -> (ROIObservationLabel, ROIObservationDescription): the review guidance's flags
+    observations: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def _ds(value: float) -> str:
@@ -209,7 +211,7 @@ def build_rtstruct(ct: Volume, segmentation: Segmentation, options: RTStructOpti
         cropped = (labels[box] == structure.label, tuple(sl.start for sl in box)) if has_voxels else None
         contour_seq.append(_roi_contour(roi_number, structure, cropped, ct,
                                         options))
-        obs_seq.append(_observation(roi_number, structure))
+        obs_seq.append(_observation(roi_number, structure, options.observations.get(structure.name)))
     ds.StructureSetROISequence = roi_seq
     ds.ROIContourSequence = contour_seq
     ds.RTROIObservationsSequence = obs_seq
@@ -279,10 +281,13 @@ def _roi_contour(number: int, s: Structure, cropped: tuple[np.ndarray, tuple[int
     return item
 
 
-def _observation(number: int, s: Structure) -> Dataset:
+def _observation(number: int, s: Structure, note: tuple[str, str] | None = None) -> Dataset:
     item = Dataset()
     item.ObservationNumber = number
     item.ReferencedROINumber = number
+    if note is not None:  # Type 3 attributes of the RT ROI Observations module
+        item.ROIObservationLabel = note[0][:16]
+        item.ROIObservationDescription = note[1][:1024]
     item.RTROIInterpretedType = s.rt_roi_type
     item.ROIInterpreter = ""
     identity = _code(s.type)

@@ -7,7 +7,8 @@ can end the whole process tree. Every line this writes on stdout is one JSON obj
 
 - ``{"stage": ..., "progress": 0..1, "message": ...}`` while working (``progress.JsonLinesProgress``);
 - ``{"result": {"outputs": {name: path}, "warnings": [...], "seconds": {...}, "device": ...,
-  "model": {"name", "version", "sha256"}}}`` at the end, exit code 0;
+  "model": {"name", "version", "sha256"}, "flags": [...], "review": [...], "uncertainty": {...}}}``
+  at the end, exit code 0;
 - ``{"error": "what is wrong and what to do"}`` for a problem the user can fix, exit code 2.
 
 Anything else (a library printing) is not JSON and is shown by the parent as a log line.
@@ -30,6 +31,7 @@ def result_record(result) -> dict:
         "seconds": {name: round(float(value), 3) for name, value in result.seconds.items()},
         "device": result.device,
         "model": {"name": result.bundle.name, "version": result.bundle.version, "sha256": result.bundle.manifest_sha256},
+        **result.guidance.as_record(),  # flags, review list, uncertainty: for the panel and the log
     }
 
 

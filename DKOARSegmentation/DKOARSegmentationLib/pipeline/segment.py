@@ -19,12 +19,13 @@ from ..model.bundle import ModelBundle, load_bundle
 from ..model.devices import resolve_device
 from ..model.loading import load_model
 from ..model.predict_options import PredictOptions
-from ..model.predictor import predict_labels
+from ..model.predictor import predict
 from ..output.label_maps import write_labelmap_nifti, write_seg_nrrd
 from ..output.overview import write_overview
 from ..output.rtstruct_writer import RTStructOptions, write_rtstruct
 from ..progress import Progress
 from ..resources import demo_model_dir
+from ..review.guidance import ReviewGuidance, review_guidance
 from ..structures.added import with_model_structures
 from ..structures.catalogue import Catalogue, default_catalogue
 from ..structures.model_labels import map_model_labels, to_catalogue_labels
@@ -49,6 +50,7 @@ class RunResult:
     seconds: dict[str, float]
     device: str
     warnings: list[str] = field(default_factory=list)
+    guidance: ReviewGuidance = field(default_factory=ReviewGuidance)  # flags and where to look first
 
 
 def segment(
@@ -93,7 +95,8 @@ def segment(
     seconds["load_model"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    model_labels = predict_labels(model, ct, progress, predict_options)
+    prediction = predict(model, ct, progress, predict_options)
+    model_labels = prediction.labels
     warnings.extend(model.messages)
     if mapping.excluded:
         warnings.append("model labels left out by the site configuration or the chosen structures: "
@@ -103,6 +106,10 @@ def segment(
     seconds["inference"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    guidance = review_guidance(segmentation, ct, prediction.uncertainty, mapping)
+    seconds["review"] = time.perf_counter() - t
+
+    t = time.perf_counter()
     if progress is not None:
         progress.begin("writing")
     prepare_output_folder(out_dir)
@@ -110,7 +117,8 @@ def segment(
         staged: dict[str, Path] = {}
         if ct.dicom is not None:
             options = RTStructOptions(model_name=bundle.name, model_version=bundle.version,
-                                      empty_structures=empty_structures)
+                                      empty_structures=empty_structures,
+                                      observations=guidance.rtstruct_observations())
             staged["rtstruct"] = write_rtstruct(ct, segmentation, staging / OUTPUT_NAMES["rtstruct"], options)
         else:
             warnings.append("no RTSTRUCT: an RTSTRUCT references the DICOM CT it was drawn on, and the input "
@@ -124,6 +132,7 @@ def segment(
         staged["overview"] = staging / OUTPUT_NAMES["overview"]
         seconds["export"] = time.perf_counter() - t
         run = run_record(input_path, ct, bundle, segmentation, mapping, str(torch_device), seconds, warnings)
+        run.update(guidance.as_record())
         (staging / OUTPUT_NAMES["run_json"]).write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
         staged["run_json"] = staging / OUTPUT_NAMES["run_json"]
         outputs = {}
@@ -133,5 +142,5 @@ def segment(
             outputs[key] = final
     if progress is not None:
         progress.update(1.0, "done")
-    return RunResult(ct, segmentation, bundle, outputs, seconds, str(torch_device), warnings)
+    return RunResult(ct, segmentation, bundle, outputs, seconds, str(torch_device), warnings, guidance)
 

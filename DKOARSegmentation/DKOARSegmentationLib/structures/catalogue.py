@@ -41,6 +41,11 @@ class Structure:
     tolerance_mm: float
     group: str
     core: bool  # one of the national 32 (False for optional extras such as Carotid_L/R)
+    # the plausibility checks': the volume range of an adult (ml, with its source), and how many
+    # separate parts the structure has on a CT (the thyroid's lobes and isthmus: up to three)
+    volume_range_ml: tuple[float, float] | None = None
+    volume_source: str = ""
+    parts: int = 1
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -124,6 +129,21 @@ class Catalogue:
         return {group: tuple(members) for group, members in out.items()}
 
 
+def _plausibility_columns(row: dict[str, str]) -> dict:
+    """The optional columns of the plausibility checks (a site's older table has none)."""
+    out: dict = {"volume_source": (row.get("volume_source") or "").strip()}
+    low, high = (row.get("volume_min_ml") or "").strip(), (row.get("volume_max_ml") or "").strip()
+    if low and high:
+        out["volume_range_ml"] = (float(low), float(high))
+        if not 0 <= out["volume_range_ml"][0] < out["volume_range_ml"][1]:
+            raise ValueError("volume_min_ml must be below volume_max_ml")
+    if (row.get("parts") or "").strip():
+        out["parts"] = int(row["parts"])
+        if out["parts"] < 1:
+            raise ValueError("parts must be at least 1")
+    return out
+
+
 def _structure_from_row(row: dict[str, str], where: str) -> Structure:
     try:
         modifier = (
@@ -148,6 +168,7 @@ def _structure_from_row(row: dict[str, str], where: str) -> Structure:
             tolerance_mm=float(row["tolerance_mm"]),
             group=row["group"].strip(),
             core=row["core"].strip().lower() in ("yes", "true", "1"),
+            **_plausibility_columns(row),
         )
     except (KeyError, ValueError) as exc:
         raise DKOARError(f"{where}: bad structure row ({exc})") from None

@@ -84,11 +84,13 @@ def slice_uncertainty(logits, grid_offset, model_shape, plane_of_slice: np.ndarr
     shape = tuple(int(v) for v in logits.shape[1:])
     per_plane = np.zeros((n_labels, int(model_shape[0]), 2))
     if len(u):
-        z, _, x = np.unravel_index(flat, shape)
-        z = z + int(grid_offset[0])
-        side = (x + int(grid_offset[2]) >= left_from).astype(np.int64)
+        z, y, x = (index + int(offset) for index, offset in zip(np.unravel_index(flat, shape), grid_offset))
+        # a volume smaller than the network's patch is padded: the padding's voxels are no slice's
+        inside = ((z >= 0) & (z < int(model_shape[0])) & (y >= 0) & (y < int(model_shape[1]))
+                  & (x >= 0) & (x < int(model_shape[2])))
+        z, side = z[inside], (x[inside] >= left_from).astype(np.int64)
         for labels in (best, second):
-            np.add.at(per_plane, (labels, z, side), u * voxel_ml)
+            np.add.at(per_plane, (labels[inside], z, side), u[inside] * voxel_ml)
     values = np.zeros((n_labels, len(plane_of_slice), 2))
     used = plane_of_slice >= 0
     # each model plane shared among the slices that stand for it: the volume is kept

@@ -79,6 +79,15 @@ def test_a_changed_second_stage_is_refused(two_stage_model, tmp_path):
         load_bundle(copy)
 
 
+def test_a_second_stage_linked_from_outside_the_model_folder_is_refused(two_stage_model, tmp_path):
+    copy, elsewhere = tmp_path / "copy", tmp_path / "elsewhere"
+    shutil.copytree(two_stage_model, copy)
+    shutil.move(copy / "inner_ear", elsewhere)
+    (copy / "inner_ear").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(DKOARError, match="outside the model folder"):
+        load_model(load_bundle(copy), torch.device("cpu"))
+
+
 def test_the_second_stage_replaces_the_first_stages_structure_in_its_crops(two_stage_model, catalogue, monkeypatch):
     """With the first stage's output replaced by the phantom's truth (so that the crops are placed
     right), every Cochlea voxel comes from the second stage, inside its crops."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DKOARError
 from ..volume import Volume
-from .bundle import ModelBundle
+from .bundle import MANIFEST_NAME, ModelBundle, confined
 
 TOP_PERCENTILE = 98.0  # a structure's upper end, robust to a stray voxel
 NEAR_MM = 10.0  # the part of ``towards`` within this of that height
@@ -48,7 +48,7 @@ def _sub_bundle(bundle: ModelBundle, entry: dict) -> ModelBundle:
     if "dataset.json" not in files or "plans.json" not in files:
         raise DKOARError(f"{bundle.folder / folder}: the second stage's dataset.json and plans.json are not listed "
                          "in the manifest's files")
-    sub = ModelBundle(bundle.folder / folder, f"{bundle.name} ({folder})", bundle.version, "nnunetv2",
+    sub = ModelBundle(confined(bundle.folder, folder, bundle.folder / MANIFEST_NAME), f"{bundle.name} ({folder})", bundle.version, "nnunetv2",
                       str(entry.get("configuration", "3d_fullres")), [int(f) for f in entry.get("folds", [0])],
                       str(entry.get("checkpoint", "checkpoint_final.pth")), files, {}, bundle.intended_use,
                       bundle.clinical_use)

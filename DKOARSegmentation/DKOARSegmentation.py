@@ -33,15 +33,8 @@ MINIMUM_SLICER = (5, 12)
 # The core's Python dependencies: pyproject.toml's, except torch, which comes through the PyTorch
 # extension so that the build matches the GPU driver (Testing/test_slicer_house.py keeps them equal).
 DEPENDENCIES = [
-    "numpy>=1.24",
-    "scipy>=1.10",
-    "scikit-image>=0.21",
-    "SimpleITK>=2.3",
-    "pydicom>=3.0",
-    "slicerio>=1.1",
-    "pynrrd>=1.0",
-    "matplotlib>=3.7",
-    "highdicom>=0.22",
+    "numpy>=1.24", "scipy>=1.10", "scikit-image>=0.21", "SimpleITK>=2.3", "pydicom>=3.0", "slicerio>=1.1",
+    "pynrrd>=1.0", "matplotlib>=3.7", "highdicom>=0.22",
     # compressed DICOM CT (JPEG Lossless, JPEG-LS, JPEG 2000, RLE) through pydicom
     "pylibjpeg>=2.0",
     "pylibjpeg-libjpeg>=2.1",
@@ -151,10 +144,9 @@ class DKOARSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._setupStructureTree()
         self._setupSegmentEditor()
         from DKOARSegmentationQt.practice_section import PracticeSection
-
-        self.practiceSection = PracticeSection(self)  # trainee mode: its own .ui, logic in DKOARSegmentationMRML
         from DKOARSegmentationQt.review_section import ReviewSection
 
+        self.practiceSection = PracticeSection(self)  # trainee mode: its own .ui, logic in DKOARSegmentationMRML
         self.reviewSection = ReviewSection(self.layout, self.shared, self.ui.structuresTreeWidget)
         self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self.reviewSection.show(
             node, self._parameterNode.inputVolume if self._parameterNode else None))

@@ -103,7 +103,7 @@ def degraded_model(source: Path, target: Path, noise: float, seed: int = 0) -> P
 
     import torch
 
-    from DKOARSegmentationLib.model.bundle import MANIFEST_NAME, load_bundle
+    from DKOARSegmentationLib.model.bundle import load_bundle
     from DKOARSegmentationLib.model.manifest import init_manifest
 
     bundle = load_bundle(source)
@@ -115,8 +115,9 @@ def degraded_model(source: Path, target: Path, noise: float, seed: int = 0) -> P
             if tensor.is_floating_point() and tensor.numel() > 1 and "weight" in name:
                 tensor += torch.randn(tensor.shape, generator=generator) * tensor.std() * noise
         torch.save(checkpoint, target / rel)
-    (target / MANIFEST_NAME).unlink()
+    # rewritten in place, so that its second stages (refinements) stay with it
     init_manifest(target, name=bundle.name, version=f"{bundle.version}-noise{noise:g}",
                   intended_use="A deliberately degraded copy for testing model comparison.",
-                  training_data=str(bundle.card.get("training_data", "")), configuration=bundle.configuration)
+                  training_data=str(bundle.card.get("training_data", "")), configuration=bundle.configuration,
+                  force=True)
     return target

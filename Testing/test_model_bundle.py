@@ -22,8 +22,12 @@ class RunsCode:
 def test_demo_model_bundle_is_complete_and_labelled_not_clinical(catalogue):
     bundle = load_bundle(demo_model_dir())
     assert not bundle.clinical_use and "NOT FOR CLINICAL USE" in bundle.intended_use.upper()
-    assert set(bundle.files) == {"dataset.json", "plans.json", "fold_0/checkpoint_final.pth"}
-    assert (demo_model_dir() / "fold_0" / "checkpoint_final.pth").stat().st_size < 20 * 1024 * 1024
+    stage = "inner_ear/"  # the second stage on crops around the inner ears
+    assert set(bundle.files) == {"dataset.json", "plans.json", "fold_0/checkpoint_final.pth",
+                                 stage + "dataset.json", stage + "plans.json", stage + "fold_0/checkpoint_final.pth"}
+    assert [r["folder"] for r in bundle.card["refinements"]] == ["inner_ear"]
+    for weights in ("fold_0/checkpoint_final.pth", stage + "fold_0/checkpoint_final.pth"):
+        assert (demo_model_dir() / weights).stat().st_size < 20 * 1024 * 1024
     assert {catalogue.by_name(name).label for name in bundle.labels.values()} == {s.label for s in catalogue}
     checkpoint = bundle.load_checkpoint("fold_0/checkpoint_final.pth")
     assert checkpoint["trainer_name"] == "nnUNetTrainerNoMirroring"  # left and right stay apart

@@ -135,7 +135,7 @@ def test_segment_refuses_an_unwritable_output_before_the_inference(tiny, tmp_pat
     def never(*args, **kwargs):
         raise AssertionError("the CT was contoured before the output was checked")
 
-    monkeypatch.setattr(pipeline, "predict_labels", never)
+    monkeypatch.setattr(pipeline, "predict", never)
     monkeypatch.setattr(pipeline, "load_ct", never)
     (tmp_path / "file").write_text("")
     with pytest.raises(DKOARError, match="nothing can be written below it"):

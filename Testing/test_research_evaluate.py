@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from DKOARSegmentationLib.model.bundle import load_bundle
 from DKOARSegmentationLib.phantom import PhantomGrid
 from DKOARSegmentationLib.research.evaluation import bootstrap_interval, verdict
 from DKOARSegmentationLib.resources import demo_model_dir
@@ -67,7 +68,8 @@ def test_the_degraded_model_is_called_worse_where_it_is(evaluation):
             assert s["verdict"] != "better", name
     assert len(worse_everywhere) >= 10, called
     assert all(called[name] == "worse" for name in worse_everywhere), called
-    assert "A = DKOAR demo phantom model 0.3.0" in result.stdout
+    demo = load_bundle(demo_model_dir())
+    assert f"A = {demo.name} {demo.version} (5 cases run" in result.stdout
 
 
 @pytest.mark.slow

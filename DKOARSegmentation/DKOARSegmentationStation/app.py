@@ -28,6 +28,7 @@ from DKOARSegmentationMRML.labelmap_history import LabelmapHistory
 from DKOARSegmentationMRML.logic import EXPORTS, SegmentationLogic
 
 from .editing import EditingControls
+from .guidance import GuidanceControls
 from .guard import guarded
 
 log = logging.getLogger("dkoar.station")
@@ -47,7 +48,7 @@ def four_up() -> Layout:
     ])
 
 
-class StationApp(EditingControls, TrameApp):
+class StationApp(EditingControls, GuidanceControls, TrameApp):
     def __init__(self, options, server=None):
         super().__init__(server)
         self.options = options
@@ -113,6 +114,7 @@ class StationApp(EditingControls, TrameApp):
         state.st_correcting, state.st_times, state.st_edits, state.st_summary = False, [], 0, ""
         state.st_exports, state.st_effect = {}, ""
         state.st_export_kinds = list(EXPORTS)
+        state.st_review, state.st_flag_summary, state.st_runs, state.st_open_run = [], "", [], ""
 
     def say(self, text: str, kind: str = "info") -> None:
         """The page's one message line (errors in red)."""
@@ -124,6 +126,7 @@ class StationApp(EditingControls, TrameApp):
     def _on_ready(self, **_) -> None:
         if self.options.data is not None:
             self._scan_data()
+        self._scan_runs()
         if self.options.ct is not None:
             asynchronous.create_task(self.open_start_ct())
 
@@ -224,6 +227,7 @@ class StationApp(EditingControls, TrameApp):
         self._volumes = {}
         self.state.st_structures, self.state.st_times, self.state.st_exports = [], [], {}
         self.state.st_summary, self.state.st_selected = "", ""
+        self._clear_review()
 
     @guarded
     def set_window(self, preset: str) -> None:
@@ -283,6 +287,7 @@ class StationApp(EditingControls, TrameApp):
                      "cancelled" if "cancelled" in error else "refused or failed")
             return
         self._show_result(node)
+        self._scan_runs()
         seconds = time.monotonic() - self._run_started
         log.info("the run finished in %.1f s", seconds)
         notes = " ".join(f"Note: {w}" for w in record.get("warnings", []))

@@ -42,9 +42,10 @@ class EditingControls:
             self.state.st_structures = []
             return
         rows = review.structure_rows(self.segmentation_node, self.ct_node, volumes=self._volumes)
+        shown = self._flagged_rows([row.as_dict() for row in rows])  # guidance.GuidanceControls
         groups: dict[str, list] = {}
-        for row in rows:
-            groups.setdefault(row.group, []).append(row.as_dict())
+        for row, values in zip(rows, shown):
+            groups.setdefault(row.group, []).append(values)
         self.state.st_structures = [{"group": g, "rows": members} for g, members in groups.items()]
 
     def _require_result(self) -> None:

@@ -2,8 +2,10 @@
 
 The panel's sections follow the clinician's work: CT (the data folder's series, a path inside it,
 window presets), Run (the structures by anatomical group, Apply/Cancel with progress, the model
-card), Structures (grouped by anatomy: colour, name, volume, visibility, opacity; a click selects
-the structure and centres the views on it; 3D surfaces on request), Segment Editor (trame-slicer's
+card, an earlier run of the output folder), Structures (grouped by anatomy: colour, name, a flag
+icon when the plausibility checks flag it, volume, visibility, opacity; a click selects the
+structure and centres the views on it; 3D surfaces on request), Review first (the ranked places
+where the model is least sure, a click goes there; Check again), Segment Editor (trame-slicer's
 effects and their settings, without its own segment list: the structure list selects; undo/redo,
 the live correction times, Finish) and Export. Elements the tests drive carry an ``id``. Keys as
 in Slicer's Segment Editor: Ctrl+Z / Ctrl+Y undo and redo, Escape leaves the effect, 1-3 choose
@@ -33,6 +35,10 @@ html { overflow-y: hidden; }
 .st-group { font-weight: 600; margin-top: 6px; color: #9cf; }
 .st-table td, .st-table th { padding: 2px 6px !important; font-size: 12px; }
 .st-demo { font-weight: 700; letter-spacing: 0.02em; }
+.st-flag { flex: none; cursor: help; }
+.st-review-row { display: flex; gap: 8px; padding: 2px 4px; cursor: pointer; border-radius: 3px; }
+.st-review-row:hover { background: rgba(120, 160, 255, 0.18); }
+.st-rank { width: 18px; text-align: right; color: #9cf; flex: none; }
 /* trame-slicer's editor without its own segment list: the structure list above selects */
 .st-editor { height: 300px; }
 .st-editor > div > div > .v-card:first-child, .st-editor > div > div > hr:first-of-type { display: none; }
@@ -77,11 +83,12 @@ def build_page(app) -> SimpleNamespace:
             v.VAlert(text=("st_message",), v_show=("st_message",), type=("st_message_kind",), density="compact",
                      variant="tonal", closable=True, classes="ma-2", id="st-message",
                      click_close="st_message = ''")
-            with v.VExpansionPanels(multiple=True, model_value=(["ct", "run", "structures", "editor", "export"],),
+            with v.VExpansionPanels(multiple=True, model_value=(["ct", "run", "structures", "review", "editor", "export"],),
                                     variant="accordion"):
                 _ct_panel(app)
                 _run_panel(app)
                 _structures_panel(app)
+                _review_panel(app)
                 parts.segment_editor = _editor_panel(app)
                 _export_panel(app)
         with v.VMain(), html.Div(style="height: calc(100vh - 48px); width: 100%; display: flex;"):
@@ -149,6 +156,11 @@ def _run_panel(app) -> None:
                    click=app.apply, id="st-apply", disabled=("!st_ct_label || (st_busy && !st_running)",))
             v.VBtn("Model card", variant="text", classes="ml-2", click=app.show_model_card, id="st-model-card")
             html.Span("{{ st_run_structures.length }} structures", classes="ml-auto text-grey")
+        with html.Div(classes="d-flex align-center mt-2", v_if=("st_runs.length",)):
+            v.VSelect(v_model=("st_open_run",), items=("st_runs",), label="An earlier run of the output folder",
+                      density="compact", hide_details=True, id="st-runs")
+            v.VBtn("Open run", classes="ml-2", variant="tonal", click=(app.open_run, "[st_open_run]"),
+                   id="st-open-run", disabled=("!st_ct_label || st_busy || st_running",))
         with html.Div(v_show=("st_running",), classes="mt-2", id="st-progress"):
             v.VProgressLinear(model_value=("st_progress",), height=14, color="primary")
             html.Div("{{ st_stage }} ({{ st_progress }} %)", classes="text-grey")
@@ -167,11 +179,29 @@ def _structures_panel(app) -> None:
                           id=("`st-structure-${row.segment_id}`",), title=("row.terminology",)):
                 html.Div(classes="st-swatch", style=("{ background: row.color }",))
                 html.Span("{{ row.name }}", classes="st-name", click=(app.select_structure, "[row.segment_id]"))
+                v.VIcon(icon=("row.flag_icon",), v_if=("row.flag",), color=("row.flag_color",), size="small",
+                        classes="st-flag", title=("row.flag_text",), id=("`st-flag-${row.segment_id}`",))
                 html.Span("{{ row.volume_ml.toFixed(1) }} ml", classes="st-volume")
                 v.VBtn(icon=("row.visible ? 'mdi-eye' : 'mdi-eye-off'",), size="x-small", variant="text",
                        click=(app.toggle_visible, "[row.segment_id]"))
                 v.VSlider(model_value=("row.opacity",), min=0, max=1, step=0.1, density="compact", hide_details=True,
                           classes="st-opacity", end=(app.set_opacity, "[row.segment_id, $event]"))
+
+
+def _review_panel(app) -> None:
+    with _panel("Review first", "review"), v.VExpansionPanelText(id="st-review"):
+        html.Div("Run the model to see where to look first.", v_if=("!st_structures.length",), classes="text-grey")
+        html.Div("{{ st_flag_summary }}", v_if=("st_flag_summary",), id="st-flag-summary", classes="mb-1")
+        html.Div("Where the model is least sure (click to go there):", v_if=("st_review.length",),
+                 classes="text-grey")
+        with html.Div(v_for="e in st_review", key="e.rank", classes="st-review-row", title=("e.text",),
+                      id=("`st-review-${e.rank}`",), click=(app.jump_to_review, "[e.index]")):
+            html.Span("{{ e.rank }}.", classes="st-rank")
+            html.Span("{{ e.structure }}", classes="st-name")
+            html.Span("slices {{ e.slices }}", classes="text-grey")
+        v.VBtn("Check again", size="small", variant="tonal", classes="mt-2", click=app.check_again,
+               v_if=("st_structures.length",), id="st-check-again",
+               title="Run the plausibility checks on the segmentation as corrected so far")
 
 
 def _editor_panel(app) -> SegmentEditorUI:

@@ -29,6 +29,7 @@ from DKOARSegmentationMRML.logic import EXPORTS, SegmentationLogic
 
 from .editing import EditingControls
 from .guidance import GuidanceControls
+from .practice import PracticeControls
 from .guard import guarded
 
 log = logging.getLogger("dkoar.station")
@@ -48,7 +49,7 @@ def four_up() -> Layout:
     ])
 
 
-class StationApp(EditingControls, GuidanceControls, TrameApp):
+class StationApp(EditingControls, GuidanceControls, PracticeControls, TrameApp):
     def __init__(self, options, server=None):
         super().__init__(server)
         self.options = options
@@ -81,6 +82,7 @@ class StationApp(EditingControls, GuidanceControls, TrameApp):
         self._volumes: dict[str, float] = {}
         self._volumes_due: float | None = None
         self._init_state()
+        self._init_practice()
 
         from .page import build_page
 
@@ -150,6 +152,8 @@ class StationApp(EditingControls, GuidanceControls, TrameApp):
             raise DKOARError("the model is running: cancel it before opening another CT")
         if self._correcting:
             raise DKOARError("correcting has started: press Finish before opening another CT")
+        if self._practising:
+            raise DKOARError("a practice round is going on: end it first")
 
     @guarded
     async def open_series(self, index) -> None:
@@ -254,6 +258,8 @@ class StationApp(EditingControls, GuidanceControls, TrameApp):
             raise DKOARError("open a CT first")
         if self._correcting:
             raise DKOARError("correcting has started: press Finish before running the model again")
+        if self._practising:
+            raise DKOARError("a practice round is going on: end it first")
         chosen = [name for name in self.state.st_run_structures]
         if not chosen:
             raise DKOARError("choose at least one structure")

@@ -134,6 +134,7 @@ class EditingControls:
 
     def _on_segmentation_modified(self, *_) -> None:
         """Each change of the segmentation (an effect applied) is one step of the undo history."""
+        self._note_practice_edit()  # practice.PracticeControls
         if self.history is not None and not self._history_due:
             self._history_due = True
             self._after_views(self._record_history)

@@ -38,6 +38,10 @@ html { overflow-y: hidden; }
 .st-flag { flex: none; cursor: help; }
 .st-review-row { display: flex; gap: 8px; padding: 2px 4px; cursor: pointer; border-radius: 3px; }
 .st-review-row:hover { background: rgba(120, 160, 255, 0.18); }
+.st-card { max-height: 260px; overflow-y: auto; font-size: 12px; background: rgba(255,255,255,0.04);
+           padding: 4px 8px; border-radius: 4px; }
+.st-card h3 { font-size: 14px; margin: 2px 0 4px; } .st-card td { padding: 1px 4px; vertical-align: top; }
+.st-feedback { font-size: 13px; } .st-feedback ul { margin-left: 18px; }
 .st-rank { width: 18px; text-align: right; color: #9cf; flex: none; }
 /* trame-slicer's editor without its own segment list: the structure list above selects */
 .st-editor { height: 300px; }
@@ -83,7 +87,7 @@ def build_page(app) -> SimpleNamespace:
             v.VAlert(text=("st_message",), v_show=("st_message",), type=("st_message_kind",), density="compact",
                      variant="tonal", closable=True, classes="ma-2", id="st-message",
                      click_close="st_message = ''")
-            with v.VExpansionPanels(multiple=True, model_value=(["ct", "run", "structures", "review", "editor", "export"],),
+            with v.VExpansionPanels(multiple=True, model_value=(["ct", "run", "structures", "review", "editor", "export", "practice"],),
                                     variant="accordion"):
                 _ct_panel(app)
                 _run_panel(app)
@@ -91,6 +95,7 @@ def build_page(app) -> SimpleNamespace:
                 _review_panel(app)
                 parts.segment_editor = _editor_panel(app)
                 _export_panel(app)
+                _practice_panel(app)
         with v.VMain(), html.Div(style="height: calc(100vh - 48px); width: 100%; display: flex;"):
             app.layout_manager.initialize_layout_grid(layout)
         _model_card_dialog()
@@ -245,6 +250,50 @@ def _export_panel(app) -> None:
                    click=(f"utils.download(st_exports[kind].file, "
                           f"trigger('{ctrl.trigger_name(app.download)}', [kind]), 'application/octet-stream')"))
         html.Div("Exports go into time-stamped folders of the output folder.", classes="text-grey")
+
+
+def _practice_panel(app) -> None:
+    with _panel("Practice (trainee mode)", "practice"), v.VExpansionPanelText(id="st-practice"):
+        with v.VBtnToggle(v_model=("st_practice_source",), density="compact", variant="outlined", divided=True,
+                          mandatory=True, disabled=("st_practice_running",), classes="mb-2"):
+            v.VBtn("Phantom", value="phantom", size="small", id="st-practice-phantom")
+            v.VBtn("Open CT + reference file", value="file", size="small", id="st-practice-file",
+                   disabled=("!st_data",))
+        with html.Div(v_if=("st_practice_source === 'phantom'",), classes="d-flex align-center ga-2"):
+            v.VTextField(v_model_number=("st_practice_seed",), type="number", label="Seed", density="compact",
+                         hide_details=True, style="max-width: 80px;", id="st-practice-seed")
+            v.VSelect(v_model=("st_practice_position",), items=("st_practice_positions",), label="Position",
+                      density="compact", hide_details=True, style="max-width: 100px;")
+            v.VSelect(v_model=("st_practice_size",), items=("st_practice_sizes",), label="Size", density="compact",
+                      hide_details=True)
+        with html.Div(v_if=("st_practice_source === 'file'",)):
+            v.VTextField(v_model=("st_practice_reference",), density="compact", hide_details=True,
+                         label="Reference inside the data folder (approved RTSTRUCT or label map)",
+                         id="st-practice-reference")
+            v.VCheckbox(v_model=("st_practice_unapproved",), label="Allow an unapproved RTSTRUCT", density="compact",
+                        hide_details=True)
+        v.VSelect(v_model=("st_practice_structures",), items=("st_run_structures",), multiple=True, chips=True,
+                  label="Structures to practise", density="compact", hide_details=True, classes="mt-2",
+                  disabled=("st_practice_running",), id="st-practice-structures")
+        v.VTextField(v_model=("st_practice_trainee",), label="Trainee (stored keyed, never as written)",
+                     density="compact", hide_details=True, classes="mt-2", disabled=("st_practice_running",))
+        html.Div(v_html=("st_practice_card",), v_if=("st_practice_card",), classes="st-card mt-2",
+                 id="st-practice-card")
+        with html.Div(classes="d-flex align-center flex-wrap ga-2 mt-2"):
+            v.VBtn("Start", color="primary", size="small", click=app.start_practice, id="st-practice-start",
+                   disabled=("st_practice_running || st_busy",))
+            v.VBtn("Submit", color="green", size="small", click=app.submit_practice, id="st-practice-submit",
+                   disabled=("!st_practice_running",))
+            v.VBtn("Show reference", size="small", variant="tonal", click=app.show_reference,
+                   id="st-practice-reference-btn", disabled=("!st_practice_scored",))
+            v.VBtn("End round", size="small", variant="text", click=app.end_practice, id="st-practice-end",
+                   disabled=("!st_practice_running",))
+        with html.Div(v_if=("st_practice_round.length",), classes="mt-2"):
+            html.Span("Drawing: ", classes="text-grey")
+            v.VChip("{{ name }}", v_for="name in st_practice_round", key="name", size="small", classes="mr-1",
+                    color=("name === st_selected ? 'primary' : ''",), click=(app.practice_select, "[name]"))
+        html.Div(v_html=("st_practice_feedback",), v_if=("st_practice_feedback",), classes="st-feedback mt-2",
+                 id="st-practice-feedback")
 
 
 def _model_card_dialog() -> None:

@@ -147,13 +147,13 @@ class StationApp(EditingControls, GuidanceControls, PracticeControls, TrameApp):
 
     # -- opening a CT -----------------------------------------------------------------------------
 
-    def _refuse_while_busy(self) -> None:
+    def _refuse_while_busy(self, doing: str = "opening another CT") -> None:
         if self.logic.processRunning:
-            raise DKOARError("the model is running: cancel it before opening another CT")
+            raise DKOARError(f"the model is running: cancel it before {doing}")
         if self._correcting:
-            raise DKOARError("correcting has started: press Finish before opening another CT")
+            raise DKOARError(f"correcting has started: press Finish before {doing}")
         if self._practising:
-            raise DKOARError("a practice round is going on: end it first")
+            raise DKOARError("a practice round is going on: submit it or end it first")
 
     @guarded
     async def open_series(self, index) -> None:

@@ -206,7 +206,7 @@ class EditingControls:
     @guarded
     def key(self, name: str) -> None:
         """Slicer's Segment Editor keys: Escape leaves the effect, 1-3 choose Paint, Draw, Erase."""
-        if self.segmentation_node is None:
+        if self.segmentation_node is None and not self._practising:
             return
         if name == "Escape":
             self.editor.deactivate_effect()

@@ -93,7 +93,7 @@ class GuidanceControls:
     @guarded
     def open_run(self, name=None) -> None:
         """Open an earlier run of the output folder again on the open CT, with its guidance."""
-        self._refuse_while_busy()
+        self._refuse_while_busy("opening a run")
         if self.ct_node is None:
             raise DKOARError("open the CT the run was made on first")
         folder = resolve_inside(str(name if name is not None else self.state.st_open_run),

@@ -263,7 +263,7 @@ def _practice_panel(app) -> None:
             v.VTextField(v_model_number=("st_practice_seed",), type="number", label="Seed", density="compact",
                          hide_details=True, style="max-width: 80px;", id="st-practice-seed")
             v.VSelect(v_model=("st_practice_position",), items=("st_practice_positions",), label="Position",
-                      density="compact", hide_details=True, style="max-width: 100px;")
+                      density="compact", hide_details=True, style="max-width: 120px; min-width: 110px;")
             v.VSelect(v_model=("st_practice_size",), items=("st_practice_sizes",), label="Size", density="compact",
                       hide_details=True)
         with html.Div(v_if=("st_practice_source === 'file'",)):

@@ -75,12 +75,7 @@ class PracticeControls:
 
     @guarded
     def start_practice(self) -> None:
-        if self.logic.processRunning:
-            raise DKOARError("the model is running: cancel it before practising")
-        if self._correcting:
-            raise DKOARError("correcting has started: press Finish before practising")
-        if self._practising:
-            raise DKOARError("a practice round is going on: submit it or end it first")
+        self._refuse_while_busy("practising")
         structures = list(self.state.st_practice_structures or [])
         if not structures:
             raise DKOARError("choose the structures to practise")

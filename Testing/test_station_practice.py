@@ -77,6 +77,7 @@ def test_a_stroke_painted_and_submitted_shows_the_dice_and_the_borders_in_words(
 
     name = page.state("st_selected")
     page.choose_effect("1", "Paint")
+    page.shrink_brush(steps=5)
     box = page.view_box(0)
     page.stroke(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, length_px=16)
     page.wait_for("s('st_practice_edits') > 0", 30)

@@ -107,4 +107,4 @@ def test_check_again_after_drawing_the_structure_drops_its_missing_flag(page, ru
     page.wait_for("s('st_message').startsWith('Checked again')", 60)
     # a stroke is not a parotid: other flags may follow (its volume), never "not found" again
     assert missing not in page.structure(DELETED)["flag_text"]
-    assert page.structure(DELETED)["volume_ml"] > 0
+    page.wait_for(f"s('st_structures').flatMap(g => g.rows).find(r => r.name === {DELETED!r}).volume_ml > 0", 30)

@@ -87,7 +87,8 @@ def build_page(app) -> SimpleNamespace:
             v.VAlert(text=("st_message",), v_show=("st_message",), type=("st_message_kind",), density="compact",
                      variant="tonal", closable=True, classes="ma-2", id="st-message",
                      click_close="st_message = ''")
-            with v.VExpansionPanels(multiple=True, model_value=(["ct", "run", "structures", "review", "editor", "export", "practice"],),
+            panels = ["ct", "run", "structures", "review", "editor", "export", "practice"]
+            with v.VExpansionPanels(multiple=True, model_value=(panels,),
                                     variant="accordion"):
                 _ct_panel(app)
                 _run_panel(app)

@@ -1,8 +1,9 @@
 """The station's own environment: the MRML logic's tests pass on its Slicer too.
 
 The station runs the logic on slicer-core 5.11.0.6 (what trame-slicer 2.0.0 installs), the Slicer
-module and .venv on 5.12.4.0: Testing/test_slicer_mrml.py and Testing/test_slicer_review.py run
-here under .venv-station's Python. Two tests are left out there: the ones that run the model
+module and .venv on 5.12.4.0: Testing/test_slicer_mrml.py, test_slicer_review.py,
+test_slicer_run_folder.py and test_practice_mrml.py (the logic the station calls) run here under
+.venv-station's Python. Two tests are left out there: the ones that run the model
 (in this process and in a child process); the browser tests run the model through the same logic
 on 5.11 end to end (child process, result loaded, corrected, finished, exported).
 """
@@ -39,7 +40,8 @@ def test_the_station_environment_has_trame_slicer_on_slicer_core_5_11():
 @pytest.mark.slow
 def test_the_mrml_tests_pass_on_the_stations_slicer_core():
     done = subprocess.run([str(STATION_PYTHON), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", MODEL_RUNS,
-                           "Testing/test_slicer_mrml.py", "Testing/test_slicer_review.py"],
+                           "Testing/test_slicer_mrml.py", "Testing/test_slicer_review.py",
+                           "Testing/test_slicer_run_folder.py", "Testing/test_practice_mrml.py"],
                           cwd=REPO, capture_output=True, text=True, timeout=580)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout.splitlines()[-1], done.stdout[-500:]

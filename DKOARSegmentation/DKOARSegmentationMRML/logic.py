@@ -157,6 +157,13 @@ class SegmentationLogic:
 
         return load_seg_nrrd(segNrrdPath, volumeNode, name=f"{volumeNode.GetName()} OARs")
 
+    def loadRunFolder(self, runFolder, volumeNode):
+        """A run's output folder opened again on its CT: the segmentation with the model's
+        provenance and the run's review guidance (``segmentation_run.load_run_folder``)."""
+        from .segmentation_run import load_run_folder
+
+        return load_run_folder(runFolder, volumeNode)
+
     # -- correcting ------------------------------------------------------------------------------
 
     def getSegmentEditorNode(self):

@@ -90,6 +90,11 @@ class PracticeLogic:
     def dicomDatabase(self) -> DicomFileLookup | None:
         return self._dicomDatabase if self._dicomDatabase is not None else default_database()
 
+    @dicomDatabase.setter
+    def dicomDatabase(self, lookup: DicomFileLookup | None) -> None:
+        """A front end without a DICOM database (the browser station) gives its CT's files."""
+        self._dicomDatabase = lookup
+
     @staticmethod
     def overlayLegend() -> str:
         """What the overlay's two colours mean, for the front ends."""

@@ -107,6 +107,34 @@ def load_run_result(record: dict, volume_node, name: str | None = None):
     return node
 
 
+def load_run_folder(folder, volume_node, name: str | None = None):
+    """A run's output folder (``segment``'s run.json and segmentation.seg.nrrd) opened again on the
+    CT it was made on: the segmentation with the model's provenance and the run's review guidance,
+    as ``load_run_result`` gives it after a run (a station restarted, a run made on the command line)."""
+    import json
+
+    folder = Path(folder)
+    # segment()'s OUTPUT_NAMES; its module is not imported here: it needs torch, which Slicer may lack
+    run_json, seg_nrrd = folder / "run.json", folder / "segmentation.seg.nrrd"
+    if not run_json.is_file() or not seg_nrrd.is_file():
+        raise DKOARError(f"{folder.name}: not a run's folder (it needs run.json and segmentation.seg.nrrd)")
+    try:
+        run = json.loads(run_json.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise DKOARError(f"{folder.name}/run.json: not a run record (unreadable JSON)") from None
+    if not isinstance(run, dict):
+        raise DKOARError(f"{folder.name}/run.json: not a run record")
+    model = run.get("model") if isinstance(run.get("model"), dict) else {}
+    record = {key: run[key] for key in ("flags", "review", "uncertainty") if key in run}
+    record["model"] = {"name": model.get("name", ""), "version": model.get("version", ""),
+                       "sha256": model.get("manifest_sha256", "")}
+    record["outputs"] = {"seg_nrrd": str(seg_nrrd)}
+    try:
+        return load_run_result(record, volume_node, name)
+    except DKOARError as exc:
+        raise DKOARError(f"{folder.name}: {exc}; open the CT the run was made on") from None
+
+
 def model_identity(segmentation_node) -> tuple[str, str, str]:
     """(name, version, manifest sha256) of the model that made a segmentation; empty when unknown."""
     return tuple(segmentation_node.GetAttribute(a) or ""  # type: ignore[return-value]

@@ -10,8 +10,12 @@ child process, load the result, time the corrections into the SQLite log, export
 - ``app``: ``StationApp``: the Slicer application, the views, the CT, the run and the exports.
 - ``editing``: the structure list's and the Segment Editor panel's controls (review, correcting,
   undo, Finish).
+- ``guidance``: the review guidance: flag icons beside the structures, the "Review first" list,
+  Check again, an earlier run of the output folder opened again.
+- ``practice``: trainee mode: a practice round against a hidden reference (``PracticeLogic``).
 - ``guard``: every control's refusals as one message in the page, never a traceback.
-- ``page``: the page: the CT, run, structures, correction and export panels around the views.
+- ``page``: the page: the CT, run, structures, review, correction, export and practice panels
+  around the views.
 
 It runs in its own environment (``make station-env``: trame-slicer needs slicer-core 5.11), and is
 started by ``dkoar station`` (``DKOARSegmentationLib.cli.station_commands``).

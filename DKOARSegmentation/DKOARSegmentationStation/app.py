@@ -28,6 +28,8 @@ from DKOARSegmentationMRML.labelmap_history import LabelmapHistory
 from DKOARSegmentationMRML.logic import EXPORTS, SegmentationLogic
 
 from .editing import EditingControls
+from .guidance import GuidanceControls
+from .practice import PracticeControls
 from .guard import guarded
 
 log = logging.getLogger("dkoar.station")
@@ -47,7 +49,7 @@ def four_up() -> Layout:
     ])
 
 
-class StationApp(EditingControls, TrameApp):
+class StationApp(EditingControls, GuidanceControls, PracticeControls, TrameApp):
     def __init__(self, options, server=None):
         super().__init__(server)
         self.options = options
@@ -80,6 +82,7 @@ class StationApp(EditingControls, TrameApp):
         self._volumes: dict[str, float] = {}
         self._volumes_due: float | None = None
         self._init_state()
+        self._init_practice()
 
         from .page import build_page
 
@@ -113,6 +116,7 @@ class StationApp(EditingControls, TrameApp):
         state.st_correcting, state.st_times, state.st_edits, state.st_summary = False, [], 0, ""
         state.st_exports, state.st_effect = {}, ""
         state.st_export_kinds = list(EXPORTS)
+        state.st_review, state.st_flag_summary, state.st_runs, state.st_open_run = [], "", [], ""
 
     def say(self, text: str, kind: str = "info") -> None:
         """The page's one message line (errors in red)."""
@@ -124,6 +128,7 @@ class StationApp(EditingControls, TrameApp):
     def _on_ready(self, **_) -> None:
         if self.options.data is not None:
             self._scan_data()
+        self._scan_runs()
         if self.options.ct is not None:
             asynchronous.create_task(self.open_start_ct())
 
@@ -142,11 +147,13 @@ class StationApp(EditingControls, TrameApp):
 
     # -- opening a CT -----------------------------------------------------------------------------
 
-    def _refuse_while_busy(self) -> None:
+    def _refuse_while_busy(self, doing: str = "opening another CT") -> None:
         if self.logic.processRunning:
-            raise DKOARError("the model is running: cancel it before opening another CT")
+            raise DKOARError(f"the model is running: cancel it before {doing}")
         if self._correcting:
-            raise DKOARError("correcting has started: press Finish before opening another CT")
+            raise DKOARError(f"correcting has started: press Finish before {doing}")
+        if self._practising:
+            raise DKOARError("a practice round is going on: submit it or end it first")
 
     @guarded
     async def open_series(self, index) -> None:
@@ -224,6 +231,7 @@ class StationApp(EditingControls, TrameApp):
         self._volumes = {}
         self.state.st_structures, self.state.st_times, self.state.st_exports = [], [], {}
         self.state.st_summary, self.state.st_selected = "", ""
+        self._clear_review()
 
     @guarded
     def set_window(self, preset: str) -> None:
@@ -250,6 +258,8 @@ class StationApp(EditingControls, TrameApp):
             raise DKOARError("open a CT first")
         if self._correcting:
             raise DKOARError("correcting has started: press Finish before running the model again")
+        if self._practising:
+            raise DKOARError("a practice round is going on: end it first")
         chosen = [name for name in self.state.st_run_structures]
         if not chosen:
             raise DKOARError("choose at least one structure")
@@ -283,6 +293,7 @@ class StationApp(EditingControls, TrameApp):
                      "cancelled" if "cancelled" in error else "refused or failed")
             return
         self._show_result(node)
+        self._scan_runs()
         seconds = time.monotonic() - self._run_started
         log.info("the run finished in %.1f s", seconds)
         notes = " ".join(f"Note: {w}" for w in record.get("warnings", []))

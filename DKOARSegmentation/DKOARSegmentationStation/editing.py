@@ -42,9 +42,10 @@ class EditingControls:
             self.state.st_structures = []
             return
         rows = review.structure_rows(self.segmentation_node, self.ct_node, volumes=self._volumes)
+        shown = self._flagged_rows([row.as_dict() for row in rows])  # guidance.GuidanceControls
         groups: dict[str, list] = {}
-        for row in rows:
-            groups.setdefault(row.group, []).append(row.as_dict())
+        for row, values in zip(rows, shown):
+            groups.setdefault(row.group, []).append(values)
         self.state.st_structures = [{"group": g, "rows": members} for g, members in groups.items()]
 
     def _require_result(self) -> None:
@@ -133,6 +134,7 @@ class EditingControls:
 
     def _on_segmentation_modified(self, *_) -> None:
         """Each change of the segmentation (an effect applied) is one step of the undo history."""
+        self._note_practice_edit()  # practice.PracticeControls
         if self.history is not None and not self._history_due:
             self._history_due = True
             self._after_views(self._record_history)
@@ -204,7 +206,7 @@ class EditingControls:
     @guarded
     def key(self, name: str) -> None:
         """Slicer's Segment Editor keys: Escape leaves the effect, 1-3 choose Paint, Draw, Erase."""
-        if self.segmentation_node is None:
+        if self.segmentation_node is None and not self._practising:
             return
         if name == "Escape":
             self.editor.deactivate_effect()

@@ -2,8 +2,10 @@
 
 The panel's sections follow the clinician's work: CT (the data folder's series, a path inside it,
 window presets), Run (the structures by anatomical group, Apply/Cancel with progress, the model
-card), Structures (grouped by anatomy: colour, name, volume, visibility, opacity; a click selects
-the structure and centres the views on it; 3D surfaces on request), Segment Editor (trame-slicer's
+card, an earlier run of the output folder), Structures (grouped by anatomy: colour, name, a flag
+icon when the plausibility checks flag it, volume, visibility, opacity; a click selects the
+structure and centres the views on it; 3D surfaces on request), Review first (the ranked places
+where the model is least sure, a click goes there; Check again), Segment Editor (trame-slicer's
 effects and their settings, without its own segment list: the structure list selects; undo/redo,
 the live correction times, Finish) and Export. Elements the tests drive carry an ``id``. Keys as
 in Slicer's Segment Editor: Ctrl+Z / Ctrl+Y undo and redo, Escape leaves the effect, 1-3 choose
@@ -33,6 +35,14 @@ html { overflow-y: hidden; }
 .st-group { font-weight: 600; margin-top: 6px; color: #9cf; }
 .st-table td, .st-table th { padding: 2px 6px !important; font-size: 12px; }
 .st-demo { font-weight: 700; letter-spacing: 0.02em; }
+.st-flag { flex: none; cursor: help; }
+.st-review-row { display: flex; gap: 8px; padding: 2px 4px; cursor: pointer; border-radius: 3px; }
+.st-review-row:hover { background: rgba(120, 160, 255, 0.18); }
+.st-card { max-height: 260px; overflow-y: auto; font-size: 12px; background: rgba(255,255,255,0.04);
+           padding: 4px 8px; border-radius: 4px; }
+.st-card h3 { font-size: 14px; margin: 2px 0 4px; } .st-card td { padding: 1px 4px; vertical-align: top; }
+.st-feedback { font-size: 13px; } .st-feedback ul { margin-left: 18px; }
+.st-rank { width: 18px; text-align: right; color: #9cf; flex: none; }
 /* trame-slicer's editor without its own segment list: the structure list above selects */
 .st-editor { height: 300px; }
 .st-editor > div > div > .v-card:first-child, .st-editor > div > div > hr:first-of-type { display: none; }
@@ -77,13 +87,16 @@ def build_page(app) -> SimpleNamespace:
             v.VAlert(text=("st_message",), v_show=("st_message",), type=("st_message_kind",), density="compact",
                      variant="tonal", closable=True, classes="ma-2", id="st-message",
                      click_close="st_message = ''")
-            with v.VExpansionPanels(multiple=True, model_value=(["ct", "run", "structures", "editor", "export"],),
+            panels = ["ct", "run", "structures", "review", "editor", "export", "practice"]
+            with v.VExpansionPanels(multiple=True, model_value=(panels,),
                                     variant="accordion"):
                 _ct_panel(app)
                 _run_panel(app)
                 _structures_panel(app)
+                _review_panel(app)
                 parts.segment_editor = _editor_panel(app)
                 _export_panel(app)
+                _practice_panel(app)
         with v.VMain(), html.Div(style="height: calc(100vh - 48px); width: 100%; display: flex;"):
             app.layout_manager.initialize_layout_grid(layout)
         _model_card_dialog()
@@ -149,6 +162,11 @@ def _run_panel(app) -> None:
                    click=app.apply, id="st-apply", disabled=("!st_ct_label || (st_busy && !st_running)",))
             v.VBtn("Model card", variant="text", classes="ml-2", click=app.show_model_card, id="st-model-card")
             html.Span("{{ st_run_structures.length }} structures", classes="ml-auto text-grey")
+        with html.Div(classes="d-flex align-center mt-2", v_if=("st_runs.length",)):
+            v.VSelect(v_model=("st_open_run",), items=("st_runs",), label="An earlier run of the output folder",
+                      density="compact", hide_details=True, id="st-runs")
+            v.VBtn("Open run", classes="ml-2", variant="tonal", click=(app.open_run, "[st_open_run]"),
+                   id="st-open-run", disabled=("!st_ct_label || st_busy || st_running",))
         with html.Div(v_show=("st_running",), classes="mt-2", id="st-progress"):
             v.VProgressLinear(model_value=("st_progress",), height=14, color="primary")
             html.Div("{{ st_stage }} ({{ st_progress }} %)", classes="text-grey")
@@ -167,11 +185,29 @@ def _structures_panel(app) -> None:
                           id=("`st-structure-${row.segment_id}`",), title=("row.terminology",)):
                 html.Div(classes="st-swatch", style=("{ background: row.color }",))
                 html.Span("{{ row.name }}", classes="st-name", click=(app.select_structure, "[row.segment_id]"))
+                v.VIcon(icon=("row.flag_icon",), v_if=("row.flag",), color=("row.flag_color",), size="small",
+                        classes="st-flag", title=("row.flag_text",), id=("`st-flag-${row.segment_id}`",))
                 html.Span("{{ row.volume_ml.toFixed(1) }} ml", classes="st-volume")
                 v.VBtn(icon=("row.visible ? 'mdi-eye' : 'mdi-eye-off'",), size="x-small", variant="text",
                        click=(app.toggle_visible, "[row.segment_id]"))
                 v.VSlider(model_value=("row.opacity",), min=0, max=1, step=0.1, density="compact", hide_details=True,
                           classes="st-opacity", end=(app.set_opacity, "[row.segment_id, $event]"))
+
+
+def _review_panel(app) -> None:
+    with _panel("Review first", "review"), v.VExpansionPanelText(id="st-review"):
+        html.Div("Run the model to see where to look first.", v_if=("!st_structures.length",), classes="text-grey")
+        html.Div("{{ st_flag_summary }}", v_if=("st_flag_summary",), id="st-flag-summary", classes="mb-1")
+        html.Div("Where the model is least sure (click to go there):", v_if=("st_review.length",),
+                 classes="text-grey")
+        with html.Div(v_for="e in st_review", key="e.rank", classes="st-review-row", title=("e.text",),
+                      id=("`st-review-${e.rank}`",), click=(app.jump_to_review, "[e.index]")):
+            html.Span("{{ e.rank }}.", classes="st-rank")
+            html.Span("{{ e.structure }}", classes="st-name")
+            html.Span("slices {{ e.slices }}", classes="text-grey")
+        v.VBtn("Check again", size="small", variant="tonal", classes="mt-2", click=app.check_again,
+               v_if=("st_structures.length",), id="st-check-again",
+               title="Run the plausibility checks on the segmentation as corrected so far")
 
 
 def _editor_panel(app) -> SegmentEditorUI:
@@ -215,6 +251,50 @@ def _export_panel(app) -> None:
                    click=(f"utils.download(st_exports[kind].file, "
                           f"trigger('{ctrl.trigger_name(app.download)}', [kind]), 'application/octet-stream')"))
         html.Div("Exports go into time-stamped folders of the output folder.", classes="text-grey")
+
+
+def _practice_panel(app) -> None:
+    with _panel("Practice (trainee mode)", "practice"), v.VExpansionPanelText(id="st-practice"):
+        with v.VBtnToggle(v_model=("st_practice_source",), density="compact", variant="outlined", divided=True,
+                          mandatory=True, disabled=("st_practice_running",), classes="mb-2"):
+            v.VBtn("Phantom", value="phantom", size="small", id="st-practice-phantom")
+            v.VBtn("Open CT + reference file", value="file", size="small", id="st-practice-file",
+                   disabled=("!st_data",))
+        with html.Div(v_if=("st_practice_source === 'phantom'",), classes="d-flex align-center ga-2"):
+            v.VTextField(v_model_number=("st_practice_seed",), type="number", label="Seed", density="compact",
+                         hide_details=True, style="max-width: 80px;", id="st-practice-seed")
+            v.VSelect(v_model=("st_practice_position",), items=("st_practice_positions",), label="Position",
+                      density="compact", hide_details=True, style="max-width: 120px; min-width: 110px;")
+            v.VSelect(v_model=("st_practice_size",), items=("st_practice_sizes",), label="Size", density="compact",
+                      hide_details=True)
+        with html.Div(v_if=("st_practice_source === 'file'",)):
+            v.VTextField(v_model=("st_practice_reference",), density="compact", hide_details=True,
+                         label="Reference inside the data folder (approved RTSTRUCT or label map)",
+                         id="st-practice-reference")
+            v.VCheckbox(v_model=("st_practice_unapproved",), label="Allow an unapproved RTSTRUCT", density="compact",
+                        hide_details=True)
+        v.VSelect(v_model=("st_practice_structures",), items=("st_run_structures",), multiple=True, chips=True,
+                  label="Structures to practise", density="compact", hide_details=True, classes="mt-2",
+                  disabled=("st_practice_running",), id="st-practice-structures")
+        v.VTextField(v_model=("st_practice_trainee",), label="Trainee (stored keyed, never as written)",
+                     density="compact", hide_details=True, classes="mt-2", disabled=("st_practice_running",))
+        html.Div(v_html=("st_practice_card",), v_if=("st_practice_card",), classes="st-card mt-2",
+                 id="st-practice-card")
+        with html.Div(classes="d-flex align-center flex-wrap ga-2 mt-2"):
+            v.VBtn("Start", color="primary", size="small", click=app.start_practice, id="st-practice-start",
+                   disabled=("st_practice_running || st_busy",))
+            v.VBtn("Submit", color="green", size="small", click=app.submit_practice, id="st-practice-submit",
+                   disabled=("!st_practice_running",))
+            v.VBtn("Show reference", size="small", variant="tonal", click=app.show_reference,
+                   id="st-practice-reference-btn", disabled=("!st_practice_scored",))
+            v.VBtn("End round", size="small", variant="text", click=app.end_practice, id="st-practice-end",
+                   disabled=("!st_practice_running",))
+        with html.Div(v_if=("st_practice_round.length",), classes="mt-2"):
+            html.Span("Drawing: ", classes="text-grey")
+            v.VChip("{{ name }}", v_for="name in st_practice_round", key="name", size="small", classes="mr-1",
+                    color=("name === st_selected ? 'primary' : ''",), click=(app.practice_select, "[name]"))
+        html.Div(v_html=("st_practice_feedback",), v_if=("st_practice_feedback",), classes="st-feedback mt-2",
+                 id="st-practice-feedback")
 
 
 def _model_card_dialog() -> None:

@@ -101,6 +101,22 @@ class StoreSCP:
     def files(self) -> list[Path]:
         return sorted(p for p in self.folder.iterdir() if p.is_file())
 
+    def datasets(self) -> list:
+        """The files received so far, read. storescp writes each under its final name, so a file
+        changed in the last second or not yet readable is left for the next look."""
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+
+        found = []
+        for path in self.files():
+            if time.time() - path.stat().st_mtime < 1.0:
+                continue
+            try:
+                found.append(pydicom.dcmread(path))
+            except (InvalidDicomError, EOFError, ValueError):
+                continue
+        return found
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

@@ -80,7 +80,7 @@ def _rtstruct_for(orthanc: Orthanc, series_uid: str) -> list[dict]:
 
 def _stored_by_scp(scp: StoreSCP, series_uid: str) -> list:
     def find():
-        received = [pydicom.dcmread(f) for f in scp.files()]
+        received = scp.datasets()
         return [ds for ds in received if ds.Modality == "RTSTRUCT" and ds.ReferencedFrameOfReferenceSequence[0]
                 .RTReferencedStudySequence[0].RTReferencedSeriesSequence[0].SeriesInstanceUID == series_uid]
 
@@ -118,7 +118,7 @@ def test_a_ct_from_storescu_comes_back_as_an_rtstruct_in_orthanc_and_storescp(no
     mine = _stored_by_scp(scp, uid)
     assert len(mine) == 1 and mine[0].SOPInstanceUID == found[0]["SOPInstanceUID"]
     # and the DICOM SEG (--send-seg) went beside it, referencing the same CT
-    segs = _eventually(lambda: [ds for ds in map(pydicom.dcmread, scp.files()) if ds.Modality == "SEG"], "DICOM SEG")
+    segs = _eventually(lambda: [ds for ds in scp.datasets() if ds.Modality == "SEG"], "DICOM SEG")
     assert [ds.ReferencedSeriesSequence[0].SeriesInstanceUID for ds in segs] == [uid]
     assert {s.SegmentLabel for s in segs[0].SegmentSequence} == {"Brain", "Mandible"}
     status = _status(node, capsys)

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 from DKOARSegmentationLib.phantom import PhantomGrid, generate_phantom
-from Testing.station_driver import VIEWPORT, StationPage, launch_browser, screenshot_folder, start_station, \
-    station_missing
+from Testing.station_driver import (
+    VIEWPORT,
+    StationPage,
+    launch_browser,
+    screenshot_folder,
+    start_station,
+    station_missing,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(station_missing() is not None, reason=str(station_missing()))]
 

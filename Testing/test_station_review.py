@@ -11,8 +11,14 @@ import pytest
 from DKOARSegmentationLib.input.ct_loader import load_ct
 from DKOARSegmentationLib.phantom import PhantomGrid, write_phantom
 from Testing.run_folder_factory import review_entry, without, write_run_folder
-from Testing.station_driver import VIEWPORT, StationPage, launch_browser, screenshot_folder, start_station, \
-    station_missing
+from Testing.station_driver import (
+    VIEWPORT,
+    StationPage,
+    launch_browser,
+    screenshot_folder,
+    start_station,
+    station_missing,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(station_missing() is not None, reason=str(station_missing()))]
 

@@ -28,9 +28,9 @@ from DKOARSegmentationMRML.labelmap_history import LabelmapHistory
 from DKOARSegmentationMRML.logic import EXPORTS, SegmentationLogic
 
 from .editing import EditingControls
+from .guard import guarded
 from .guidance import GuidanceControls
 from .practice import PracticeControls
-from .guard import guarded
 
 log = logging.getLogger("dkoar.station")
 

@@ -40,6 +40,24 @@ def small_phantom(phantom_factory):
     return phantom_factory(3, "HFS")
 
 
+@pytest.fixture(scope="session")
+def demo_result(phantom_factory, tmp_path_factory):
+    """The demo model's run (``pipeline.segment.RunResult``, its output folder) on a small phantom,
+    once per (seed, position) in a session: several tests read the same run; none may change it."""
+    cache: dict = {}
+
+    def run(seed: int = 3, position: str = "HFS"):
+        if (seed, position) not in cache:
+            from DKOARSegmentationLib.pipeline.segment import segment
+
+            out, _ = phantom_factory(seed, position)
+            folder = tmp_path_factory.mktemp(f"demo_{seed}_{position}") / "result"
+            cache[(seed, position)] = (segment(out / "ct", folder, device="cpu"), folder)
+        return cache[(seed, position)]
+
+    return run
+
+
 def require_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:

@@ -139,18 +139,16 @@ def test_demo_model_reaches_the_target_dice(demo_run):
 
 
 @pytest.mark.slow
-def test_feet_first_prone_is_segmented_like_head_first_supine(phantom_factory, tmp_path):
+def test_feet_first_prone_is_segmented_like_head_first_supine(demo_result):
     """The same anatomy laid out as an FFP and as an HFS series gives the same contours in patient
     coordinates: the predictor works in the canonical layout, so left stays left."""
+    from DKOARSegmentationLib.input.orientation import relayout_for
+
     catalogue = default_catalogue()
     results = {}
     for position in ("HFS", "FFP"):
-        out, _ = phantom_factory(5, position)
-        result = dkoar("segment", out / "ct", "--out", tmp_path / position, "--device", "cpu", "-q")
-        assert result.returncode == 0, result.stderr
-        labels = read_labelmap(tmp_path / position / "labels.nii.gz", catalogue)
-        from DKOARSegmentationLib.input.orientation import relayout_for
-
+        _, folder = demo_result(5, position)
+        labels = read_labelmap(folder / "labels.nii.gz", catalogue)
         results[position] = relayout_for(labels.affine).to_canonical(labels.labels)
     agreement = float(np.mean(results["HFS"] == results["FFP"]))
     assert agreement > 0.9999, agreement

@@ -21,7 +21,6 @@ from DKOARSegmentationLib.model.predictor import predict
 from DKOARSegmentationLib.monitoring.correction_log import SCHEMA_VERSION, open_log, read_only_copy
 from DKOARSegmentationLib.monitoring.guidance_log import read_guidance, record_guidance
 from DKOARSegmentationLib.monitoring.report import write_report
-from DKOARSegmentationLib.pipeline.segment import segment
 from DKOARSegmentationLib.review.flags import Flag
 from DKOARSegmentationLib.review.guidance import ReviewGuidance
 from Testing.conftest import require_tool
@@ -30,10 +29,8 @@ from Testing.nnunet_factory import make_nnunet_folder
 
 
 @pytest.fixture(scope="module")
-def guided_run(small_phantom, tmp_path_factory):
-    out, phantom = small_phantom
-    folder = tmp_path_factory.mktemp("guided")
-    return segment(out / "ct", folder / "result", device="cpu"), folder / "result"
+def guided_run(demo_result):
+    return demo_result(3, "HFS")
 
 
 @pytest.mark.slow

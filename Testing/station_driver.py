@@ -8,6 +8,7 @@ Shared by the browser tests (Testing/test_station_browser.py), the benchmark
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -21,6 +22,13 @@ STATION_DKOAR = REPO / ".venv-station" / "bin" / "dkoar"
 CHROMIUM = "/usr/bin/chromium"
 READY = re.compile(r"dkoar station: ready at (\S+)")
 VIEWPORT = {"width": 1600, "height": 1000}
+
+
+def station_args(workdir: Path, *extra: str) -> list[str]:
+    """``dkoar station`` arguments with its output folder, correction log and site key in
+    ``workdir``, on the CPU."""
+    return [*extra, "--out", str(workdir / "out"), "--log", str(workdir / "corrections.sqlite"),
+            "--site-key", str(workdir / "site.key"), "--device", "cpu"]
 
 
 def station_missing() -> str | None:
@@ -253,3 +261,19 @@ def screenshot_folder(default: Path) -> Path:
     repository) or ``default``."""
     chosen = os.environ.get("DKOAR_STATION_SCREENSHOTS")
     return (REPO / chosen) if chosen else default
+
+
+@contextlib.contextmanager
+def open_station_page(url: str, workdir: Path):
+    """A chromium tab on the station at ``url`` (a ``StationPage``), its screenshots in
+    ``workdir/screenshots`` unless ``DKOAR_STATION_SCREENSHOTS`` says otherwise."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        try:
+            page = StationPage(browser.new_page(viewport=VIEWPORT), screenshot_folder(workdir / "screenshots"))
+            page.open(url)
+            yield page
+        finally:
+            browser.close()

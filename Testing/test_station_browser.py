@@ -29,6 +29,7 @@ from Testing.station_driver import (
     launch_browser,
     screenshot_folder,
     start_station,
+    station_args,
     station_missing,
 )
 
@@ -55,9 +56,7 @@ def station(workdir, phantom):
     (workdir / "data" / "escape").symlink_to(outside)  # a link inside the data folder leading out of it
     (workdir / "data" / "notes").mkdir()
     (workdir / "data" / "notes" / "readme.txt").write_text("not DICOM")
-    running = start_station(["--data", str(workdir / "data"), "--out", str(workdir / "out"),
-                             "--log", str(workdir / "corrections.sqlite"), "--site-key", str(workdir / "site.key"),
-                             "--device", "cpu"], workdir)
+    running = start_station(station_args(workdir, "--data", str(workdir / "data")), workdir)
     yield running
     running.stop()
 

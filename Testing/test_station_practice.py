@@ -10,14 +10,7 @@ import numpy as np
 import pytest
 
 from DKOARSegmentationLib.phantom import PhantomGrid, generate_phantom
-from Testing.station_driver import (
-    VIEWPORT,
-    StationPage,
-    launch_browser,
-    screenshot_folder,
-    start_station,
-    station_missing,
-)
+from Testing.station_driver import open_station_page, start_station, station_args, station_missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(station_missing() is not None, reason=str(station_missing()))]
 
@@ -32,23 +25,15 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def station(workdir):
-    running = start_station(["--out", str(workdir / "out"), "--log", str(workdir / "corrections.sqlite"),
-                             "--site-key", str(workdir / "site.key"), "--device", "cpu"], workdir)
+    running = start_station(station_args(workdir), workdir)
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="module")
 def page(station, workdir):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_browser(playwright)
-        tab = browser.new_page(viewport=VIEWPORT)
-        shots = StationPage(tab, screenshot_folder(workdir / "screenshots"))
-        shots.open(station.url)
-        yield shots
-        browser.close()
+    with open_station_page(station.url, workdir) as opened:
+        yield opened
 
 
 def _structure_at_the_centre() -> str:

@@ -11,14 +11,7 @@ import pytest
 from DKOARSegmentationLib.input.ct_loader import load_ct
 from DKOARSegmentationLib.phantom import PhantomGrid, write_phantom
 from Testing.run_folder_factory import review_entry, without, write_run_folder
-from Testing.station_driver import (
-    VIEWPORT,
-    StationPage,
-    launch_browser,
-    screenshot_folder,
-    start_station,
-    station_missing,
-)
+from Testing.station_driver import open_station_page, start_station, station_args, station_missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(station_missing() is not None, reason=str(station_missing()))]
 
@@ -44,24 +37,15 @@ def run(workdir):
 
 @pytest.fixture(scope="module")
 def station(workdir, run):
-    running = start_station(["--data", str(workdir / "data"), "--out", str(workdir / "out"),
-                             "--log", str(workdir / "corrections.sqlite"), "--site-key", str(workdir / "site.key"),
-                             "--device", "cpu"], workdir)
+    running = start_station(station_args(workdir, "--data", str(workdir / "data")), workdir)
     yield running
     running.stop()
 
 
 @pytest.fixture(scope="module")
 def page(station, workdir):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch_browser(playwright)
-        tab = browser.new_page(viewport=VIEWPORT)
-        shots = StationPage(tab, screenshot_folder(workdir / "screenshots"))
-        shots.open(station.url)
-        yield shots
-        browser.close()
+    with open_station_page(station.url, workdir) as opened:
+        yield opened
 
 
 def test_an_earlier_run_opens_again_with_a_flag_beside_the_damaged_structure(page, run):

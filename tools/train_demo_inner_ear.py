@@ -40,6 +40,7 @@ from DKOARSegmentationLib.model.preprocessing import (
 from DKOARSegmentationLib.phantom.generate import PhantomGrid, generate_phantom
 from DKOARSegmentationLib.resources import demo_model_dir
 from DKOARSegmentationLib.structures.catalogue import default_catalogue
+from tools import train_demo_model
 from tools.train_demo_model import deep_supervision_loss
 
 SPACING_ZYX = [2.5, 0.5, 0.5]
@@ -63,27 +64,7 @@ FAR_OFFSET_MM = (8.0, 10.0, 10.0)  # the rest: the cochlea anywhere, partly out,
 
 
 def architecture() -> dict:
-    n = len(FEATURES)
-    return {
-        "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-        "arch_kwargs": {
-            "n_stages": n,
-            "features_per_stage": FEATURES,
-            "conv_op": "torch.nn.modules.conv.Conv3d",
-            "kernel_sizes": KERNELS,
-            "strides": STRIDES,
-            "n_conv_per_stage": [2] * n,
-            "n_conv_per_stage_decoder": [2] * (n - 1),
-            "conv_bias": True,
-            "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-            "norm_op_kwargs": {"eps": 1e-05, "affine": True},
-            "dropout_op": None,
-            "dropout_op_kwargs": None,
-            "nonlin": "torch.nn.LeakyReLU",
-            "nonlin_kwargs": {"inplace": True},
-        },
-        "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
-    }
+    return train_demo_model.architecture(FEATURES, KERNELS, STRIDES)
 
 
 def first_stage_intensity(model_dir: Path) -> dict:

@@ -46,16 +46,18 @@ INTENDED_USE = ("Demonstration only, NOT FOR CLINICAL USE: trained on synthetic 
                 "runs out of the box and its tests have a real network to run.")
 
 
-def architecture() -> dict:
-    n = len(FEATURES)
+def architecture(features=FEATURES, kernels=None, strides=None) -> dict:
+    """nnU-Net's plain U-Net with ``features`` per stage: 3x3x3 kernels and a stride of 2 after the
+    first stage unless ``kernels`` and ``strides`` say otherwise."""
+    n = len(features)
     return {
         "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
         "arch_kwargs": {
             "n_stages": n,
-            "features_per_stage": FEATURES,
+            "features_per_stage": list(features),
             "conv_op": "torch.nn.modules.conv.Conv3d",
-            "kernel_sizes": [[3, 3, 3]] * n,
-            "strides": [[1, 1, 1]] + [[2, 2, 2]] * (n - 1),
+            "kernel_sizes": kernels or [[3, 3, 3]] * n,
+            "strides": strides or [[1, 1, 1]] + [[2, 2, 2]] * (n - 1),
             "n_conv_per_stage": [2] * n,
             "n_conv_per_stage_decoder": [2] * (n - 1),
             "conv_bias": True,

@@ -153,6 +153,21 @@ def _editor(core, seg_node, ct_node):
     return editor_node, logic
 
 
+def slice_views(scene) -> list:
+    """The three slice views of a Slicer layout, added to ``scene`` (slicer-core has no layout manager)."""
+    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
+    views = []
+    for orientation in ("Axial", "Sagittal", "Coronal"):
+        node = slicer.vtkMRMLSliceNode()
+        node.SetLayoutName(orientation)
+        node.SetDefaultOrientation(orientation)
+        node.SetOrientation(orientation)
+        node.SetDimensions(200, 200, 1)
+        node.SetFieldOfView(250, 250, 1)
+        views.append(scene.AddNode(node))
+    return views
+
+
 def _paint(logic, seg_node, ct_node, segment_id, region, mode=None):
     """What a paint stroke does in the end: a modifier labelmap on the CT grid applied to a segment."""
     modifier = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(ct_node)

@@ -21,6 +21,7 @@ from Testing.test_slicer_mrml import (  # noqa: F401, F811 (the fixtures of the 
     _paint,
     core,
     loaded,
+    slice_views,
     slicer,
     tiny_phantom,
 )
@@ -71,20 +72,10 @@ def test_visibility_and_opacity_of_a_structure(loaded):
 
 def test_jumping_to_a_structure_centres_every_slice_view_on_one_of_its_voxels(core, loaded):
     phantom, ct_node, seg_node, _ = loaded
-    scene = core.scene
-    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
-    views = {}
-    for orientation in ("Axial", "Sagittal", "Coronal"):
-        node = slicer.vtkMRMLSliceNode()
-        node.SetLayoutName(orientation)
-        node.SetDefaultOrientation(orientation)
-        node.SetOrientation(orientation)
-        node.SetDimensions(200, 200, 1)
-        node.SetFieldOfView(250, 250, 1)
-        views[orientation] = scene.AddNode(node)
+    views = slice_views(core.scene)
     mandible = default_catalogue().by_name("Mandible")
     r, a, s = review.jump_to_structure(seg_node, review.segment_id_of(seg_node, "Mandible"), ct_node)
-    for node in views.values():
+    for node in views:
         slice_to_ras = node.GetSliceToRAS()
         assert [slice_to_ras.GetElement(i, 3) for i in range(3)] == pytest.approx([r, a, s], abs=1e-3)
     # the point is a voxel of the mandible (its centre of mass, inside a horseshoe, is not)

@@ -13,23 +13,9 @@ import pytest
 from DKOARSegmentationLib.errors import DKOARError
 from DKOARSegmentationLib.phantom import PhantomGrid, generate_phantom
 from Testing.run_folder_factory import review_entry, without, write_run_folder
-from Testing.test_slicer_mrml import core, slicer, tiny_phantom  # noqa: F401 (shared fixtures)
+from Testing.test_slicer_mrml import core, slice_views, slicer, tiny_phantom  # noqa: F401 (shared fixtures)
 
 DELETED = "Parotid_R"
-
-
-def _slice_views(scene) -> list:
-    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
-    views = []
-    for orientation in ("Axial", "Sagittal", "Coronal"):
-        node = slicer.vtkMRMLSliceNode()
-        node.SetLayoutName(orientation)
-        node.SetDefaultOrientation(orientation)
-        node.SetOrientation(orientation)
-        node.SetDimensions(200, 200, 1)
-        node.SetFieldOfView(250, 250, 1)
-        views.append(scene.AddNode(node))
-    return views
 
 
 def test_a_run_folder_opens_again_with_its_flags_and_review_list(core, tiny_phantom, tmp_path):
@@ -50,7 +36,7 @@ def test_a_run_folder_opens_again_with_its_flags_and_review_list(core, tiny_phan
     entries = logic.reviewEntries(node)
     assert [e["structure"] for e in entries] == ["Brainstem"] and entries[0]["text"].startswith("1. Brainstem: slices")
 
-    views = _slice_views(core.scene)
+    views = slice_views(core.scene)
     logic.jumpToReviewEntry(entries[0])
     for view in views:
         to_ras = view.GetSliceToRAS()

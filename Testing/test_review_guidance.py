@@ -104,6 +104,39 @@ def _guided_logs(tmp_path):
     return paths
 
 
+def test_the_band_is_the_uncertain_volume_over_the_structures_own_surface(catalogue):
+    from DKOARSegmentationLib.model.uncertainty import SliceUncertainty
+    from DKOARSegmentationLib.monitoring.surface_metrics import surface_area
+    from DKOARSegmentationLib.review.uncertainty import structure_uncertainty
+    from DKOARSegmentationLib.structures.model_labels import map_model_labels
+    from DKOARSegmentationLib.volume import Segmentation
+
+    # on 1 mm voxels: a compact 20 mm cube, a 2 mm thin sheet of the same volume, and no brainstem;
+    # the model is unsure of 2 ml on each parotid's slices
+    names = {0: "background", 1: "Parotid_L", 2: "Parotid_R", 3: "Brainstem"}
+    left, right, brainstem = (catalogue.find(names[v]) for v in (1, 2, 3))
+    labels = np.zeros((40, 120, 120), np.uint8)
+    labels[10:30, 20:40, 70:90] = left.label
+    labels[10:12, 20:100, 10:60] = right.label  # 2 x 80 x 50 voxels = 8 ml, as the cube
+    segmentation = Segmentation(labels, np.eye(4), tuple(catalogue.core_structures))
+    values = np.zeros((4, 40, 2))
+    values[1, 10:30, 1] = 2.0 / 20
+    values[2, 10:12, 0] = 2.0 / 2
+    values[3, 5:8, :] = 0.05
+    scores = structure_uncertainty(SliceUncertainty(values, "entropy"), map_model_labels(names, catalogue),
+                                   segmentation)
+    for structure in (left, right):
+        u = scores[structure.name]
+        area = surface_area(labels == structure.label, (1.0, 1.0, 1.0))
+        assert u.uncertain_ml == pytest.approx(2.0)
+        assert u.band_mm == pytest.approx(2000.0 / area) and u.score == pytest.approx(u.band_mm / structure.tolerance_mm)
+    # the same uncertain volume spread over a sheet's large surface is a thin band
+    assert scores["Parotid_R"].band_mm < 0.5 * scores["Parotid_L"].band_mm
+    # not found: counted on every slice, over the surface of a 1 mm^3 ball
+    assert scores["Brainstem"].uncertain_ml == pytest.approx(0.3)
+    assert scores["Brainstem"].band_mm == pytest.approx(300.0 / (4 * np.pi * (3 / (4 * np.pi)) ** (2 / 3)), rel=1e-3)
+
+
 def test_the_correction_log_keeps_the_guidance_and_upgrades_old_logs(tmp_path):
     old = tmp_path / "old.sqlite"
     connection = sqlite3.connect(old)

@@ -18,6 +18,7 @@ from DKOARSegmentationLib.monitoring.surface_metrics import (
     mean_surface_distance,
     percentile_hausdorff,
     surface_corners,
+    surface_area,
     surface_dice,
     surface_distances,
     surfel_area_table,
@@ -90,6 +91,22 @@ def test_surfels_of_a_box_add_up_to_its_surface():
         return 2 * (x * y + y * z + x * z)
 
     assert box_area((3, 4, 5)) < areas.sum() < box_area((4, 5, 6))
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_the_surface_area_of_a_ball_is_its_marching_cubes_mesh_area(spacing):
+    from skimage.measure import marching_cubes, mesh_surface_area
+
+    radius = 20.0
+    axes = [(np.arange(int(2 * radius / s) + 5) - (int(2 * radius / s) + 4) / 2) * s for s in spacing]
+    k, j, i = np.meshgrid(*axes, indexing="ij")
+    ball = k ** 2 + j ** 2 + i ** 2 <= radius ** 2
+    verts, faces, _, _ = marching_cubes(np.pad(ball, 1).astype(float), 0.5, spacing=spacing)
+    area = surface_area(ball, spacing)
+    assert area == pytest.approx(mesh_surface_area(verts, faces), rel=1e-6)
+    # the mesh of a voxel mask keeps some of its steps (more on long voxels): more than the ball's
+    assert 4 * np.pi * radius ** 2 < area < 1.25 * 4 * np.pi * radius ** 2
+    assert surface_area(np.zeros((3, 3, 3), bool), spacing) == 0.0
 
 
 def test_a_shift_of_one_slice_gives_its_thickness():

@@ -96,6 +96,11 @@ def surface_corners(mask: np.ndarray, spacing: tuple[float, float, float]) -> tu
     return points, areas
 
 
+def surface_area(mask: np.ndarray, spacing: tuple[float, float, float]) -> float:
+    """The area (mm^2) of the surface of ``mask``: the sum of its surfels' areas."""
+    return float(surface_corners(mask, spacing)[1].sum())
+
+
 @dataclass
 class SurfaceDistances:
     """Distances (mm) from each surfel of A to surface B and back, with the surfel areas (mm^2)."""

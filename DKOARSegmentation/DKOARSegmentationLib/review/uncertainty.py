@@ -2,9 +2,11 @@
 ranked into a short list of (structure, slice range) to review.
 
 A structure's score is the width of its uncertain band: the uncertain volume that touches it
-divided by its surface (estimated as a sphere's of its volume, 4.84 V^(2/3)), in millimetres, over
+divided by the area of its surface (the surface the surface Dice measures), in millimetres, over
 the structure's surface tolerance from the catalogue. A score of 1 says the model is unsure over
-about one tolerance all round. The slice range of an entry is the run of slices around the most
+about one tolerance all round. A thin or flat structure has far more surface than a ball of its
+volume, so the same uncertain volume is a thinner band on it. A structure not found has no
+surface: its uncertain volume counts over the surface of a 1 mm^3 ball. The slice range of an entry is the run of slices around the most
 uncertain one where the uncertainty stays above half of it.
 """
 
@@ -17,7 +19,7 @@ import numpy as np
 REVIEW_LENGTH = 8  # entries in the review list
 MIN_SCORE = 0.05  # below this a structure is not worth a look
 SLICE_MARGIN = 2  # slices beyond a structure's own where its uncertainty still counts
-_SPHERE_AREA = 4.836  # area of a sphere of volume V is 4.836 V^(2/3)
+_NO_SURFACE_MM2 = 4.836  # the area of a ball of 1 mm^3
 
 
 @dataclass
@@ -37,9 +39,11 @@ def structure_uncertainty(slice_uncertainty, mapping, segmentation, slice_axis: 
     counts everywhere (it may be wherever it is uncertain)."""
     from scipy import ndimage
 
+    from ..monitoring.surface_metrics import surface_area
+
     boxes = ndimage.find_objects(segmentation.labels)
     values = slice_uncertainty.values
-    volumes = segmentation.volumes_ml()
+    spacing = tuple(reversed(np.linalg.norm(np.asarray(segmentation.affine, dtype=float)[:3, :3], axis=0)))
     profiles: dict[str, np.ndarray] = {}
     for value, structure in mapping.direct.items():
         if value < len(values):
@@ -55,13 +59,13 @@ def structure_uncertainty(slice_uncertainty, mapping, segmentation, slice_axis: 
         if profile is None:
             continue
         box = boxes[structure.label - 1] if structure.label <= len(boxes) else None
+        area = _NO_SURFACE_MM2
         if box is not None:
             keep = np.zeros(len(profile), dtype=bool)
             keep[max(box[slice_axis].start - SLICE_MARGIN, 0):box[slice_axis].stop + SLICE_MARGIN] = True
             profile = np.where(keep, profile, 0.0)
+            area = max(surface_area(segmentation.labels[box] == structure.label, spacing), _NO_SURFACE_MM2)
         uncertain = float(profile.sum())
-        volume_mm3 = 1000.0 * volumes.get(structure.name, 0.0)
-        area = _SPHERE_AREA * max(volume_mm3, 1.0) ** (2.0 / 3.0)
         band = 1000.0 * uncertain / area
         out[structure.name] = StructureUncertainty(structure.name, uncertain, band,
                                                    band / max(structure.tolerance_mm, 0.1), profile)

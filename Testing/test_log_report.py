@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pydicom
@@ -197,20 +196,34 @@ def _chromium() -> str | None:
 
 @pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (make validators installs it)")
 def test_report_shows_its_plots_in_headless_chromium_without_network(two_sites):
+    import io
+
     import matplotlib.image
+    from playwright.sync_api import sync_playwright
 
     work, a, b = two_sites
     html, _, _ = write_report([a, b], work / "browser.html")
-    shot = work / "browser.png"
-    with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run", "--proxy-server=127.0.0.1:9",
-             "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={profile}", f"--screenshot={shot}",
-             "--window-size=1400,3000", html.as_uri()],
-            capture_output=True, text=True, timeout=180)
-    assert shot.exists(), result.stderr[-2000:]
-    image = matplotlib.image.imread(shot)[..., :3]
+    asked = []  # every request beyond the file itself: a self-contained report makes none
+
+    def only_the_file(route):
+        if route.request.url == html.as_uri():
+            route.continue_()
+        else:
+            asked.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 3000})
+            page.route("**/*", only_the_file)
+            page.goto(html.as_uri())
+            page.wait_for_load_state("load")
+            shot = page.screenshot()
+        finally:
+            browser.close()
+    assert asked == []
+    image = matplotlib.image.imread(io.BytesIO(shot), format="png")[..., :3]
     assert image.shape[:2] == (3000, 1400)
     not_white = np.any(image < 0.9, axis=2)
     coloured = (image.max(axis=2) - image.min(axis=2)) > 0.25  # the plots' bars, boxes and lines

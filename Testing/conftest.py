@@ -13,6 +13,9 @@ from DKOARSegmentationLib.structures.catalogue import default_catalogue
 REPO = Path(__file__).resolve().parent.parent
 # small enough for a quick suite, fine enough for the small structures: 250 mm field of view
 SMALL_GRID = PhantomGrid(matrix=192, pixel_mm=1.3, slice_mm=3.0)
+# the head and upper neck on 2 mm pixels, for tests that need a run but not every structure at its
+# best: the demo model's run takes a third of its time on SMALL_GRID
+QUICK_GRID = PhantomGrid(matrix=96, pixel_mm=2.0, slice_mm=3.0, z_min=-90.0, z_max=80.0)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from DKOARSegmentationLib.model.bundle import MANIFEST_NAME
 from DKOARSegmentationLib.monitoring.overlap import dice_per_structure
 from DKOARSegmentationLib.output.label_maps import read_labelmap
 from DKOARSegmentationLib.structures.catalogue import default_catalogue
-from Testing.conftest import require_tool
+from Testing.conftest import QUICK_GRID, require_tool
 from Testing.model_factory import make_model_folder
 
 
@@ -155,8 +155,8 @@ def test_feet_first_prone_is_segmented_like_head_first_supine(demo_result):
 
 
 @pytest.mark.slow
-def test_nifti_input_gives_everything_but_the_rtstruct(small_phantom, tmp_path):
-    out, _ = small_phantom
+def test_nifti_input_gives_everything_but_the_rtstruct(phantom_factory, tmp_path):
+    out, _ = phantom_factory(3, "HFS", QUICK_GRID)
     import SimpleITK as sitk
 
     image = sitk.ReadImage(sorted(str(p) for p in (out / "ct").glob("*.dcm")))

@@ -11,11 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from DKOARSegmentationLib.phantom import PhantomGrid
 from DKOARSegmentationLib.pipeline.background import end_process_tree, parse_line
+from Testing.conftest import QUICK_GRID
 from Testing.model_factory import make_model_folder
-
-TINY_GRID = PhantomGrid(matrix=96, pixel_mm=2.6, slice_mm=4.0)
 
 
 def run(*args):
@@ -44,7 +42,7 @@ def test_an_error_is_one_json_line_and_exit_code_2(tmp_path):
 
 @pytest.mark.slow  # a tiny model on CPU: about two minutes on a busy 2-core machine
 def test_a_run_reports_progress_then_the_result(phantom_factory, tmp_path):
-    folder, _ = phantom_factory(4, "HFS", TINY_GRID)
+    folder, _ = phantom_factory(4, "HFS", QUICK_GRID)
     model = make_model_folder(tmp_path / "model")
     done = run(folder / "ct", "--out", tmp_path / "out", "--model", model, "--device", "cpu",
                "--structures", "Brainstem,Parotid_L,Lens_L")

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 
 from DKOARSegmentationLib.model.bundle import load_bundle
-from DKOARSegmentationLib.phantom import PhantomGrid
 from DKOARSegmentationLib.research.evaluation import bootstrap_interval, verdict
 from DKOARSegmentationLib.resources import demo_model_dir
-from Testing.conftest import REPO
+from Testing.conftest import QUICK_GRID, REPO
 from Testing.research_factory import degraded_model, write_case
 
-# the head and upper neck on 2 mm pixels (192 mm wide, 170 mm long): the demo model's mean Dice is
-# the same as on full-size phantoms (0.81), each run takes seconds; ten runs make the test
-GRID = PhantomGrid(matrix=96, pixel_mm=2.0, slice_mm=3.0, z_min=-90.0, z_max=80.0)
+# on the head and upper neck the demo model's mean Dice is the same as on full-size phantoms (0.81)
+# and each run takes seconds; ten runs make the test
+GRID = QUICK_GRID
 # the README's picture is this test's own: DKOAR_SCREENSHOTS=Resources/Screenshots writes it there
 SCREENSHOTS = os.environ.get("DKOAR_SCREENSHOTS", "")
 

@@ -9,6 +9,7 @@ from DKOARSegmentationLib.errors import DKOARError
 from DKOARSegmentationLib.structures.model_labels import map_model_labels, to_catalogue_labels
 from DKOARSegmentationLib.structures.site_config import apply_site_config, load_site_config, parse_site_config
 from DKOARSegmentationLib.volume import Volume
+from Testing.conftest import QUICK_GRID
 
 SITE_JSON = {
     "structures": [
@@ -83,7 +84,7 @@ def test_bad_site_configurations_are_refused(catalogue, text, fmt, match):
         apply_site_config(catalogue, parse_site_config(text, fmt))
 
 
-def test_segment_with_site_config(tmp_path, small_phantom, capsys):
+def test_segment_with_site_config(tmp_path, phantom_factory, capsys):
     """``dkoar segment --site-config``: the RTSTRUCT carries the site's names, colours, ROI types and
     order, and only its structures."""
     import pydicom
@@ -91,7 +92,7 @@ def test_segment_with_site_config(tmp_path, small_phantom, capsys):
     from DKOARSegmentationLib.cli import main
     from Testing.model_factory import make_model_folder
 
-    out, _ = small_phantom
+    out, _ = phantom_factory(3, "HFS", QUICK_GRID)
     model = make_model_folder(tmp_path / "model")
     (tmp_path / "site.json").write_text(json.dumps(SITE_JSON))
     assert main(["segment", str(out / "ct"), "--out", str(tmp_path / "run"), "--model", str(model), "--device", "cpu",
@@ -136,7 +137,7 @@ def test_catalogue_groups_are_the_panels_six_national_groups(catalogue):
     assert [s.name for s in groups["Vessels (optional)"]] == ["Carotid_L", "Carotid_R"]
 
 
-def test_segment_with_chosen_structures(tmp_path, small_phantom):
+def test_segment_with_chosen_structures(tmp_path, phantom_factory):
     """``dkoar segment --structures``: only those, in the catalogue's order; an unknown name is
     refused in one line with exit code 2 before anything runs."""
     import pydicom
@@ -144,7 +145,7 @@ def test_segment_with_chosen_structures(tmp_path, small_phantom):
     from DKOARSegmentationLib.cli import main
     from Testing.model_factory import make_model_folder
 
-    out, _ = small_phantom
+    out, _ = phantom_factory(3, "HFS", QUICK_GRID)
     model = make_model_folder(tmp_path / "model")
     common = [str(out / "ct"), "--model", str(model), "--device", "cpu", "-q"]
     assert main(["segment", *common, "--out", str(tmp_path / "run"), "--structures", "Lens_R,Brainstem"]) == 0

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from DKOARSegmentationLib.phantom import PhantomGrid, write_phantom
+from DKOARSegmentationLib.phantom import write_phantom
+from Testing.conftest import QUICK_GRID
 from Testing.station_driver import (
     VIEWPORT,
     StationPage,
@@ -35,7 +36,6 @@ from Testing.station_driver import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(station_missing() is not None, reason=str(station_missing()))]
 
-TINY_GRID = PhantomGrid(matrix=96, pixel_mm=2.6, slice_mm=4.0)
 PAINTED = "Parotid_L"
 
 
@@ -46,7 +46,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def phantom(workdir):
-    return write_phantom(workdir / "data" / "patient", seed=5, position="HFS", grid=TINY_GRID)
+    return write_phantom(workdir / "data" / "patient", seed=5, position="HFS", grid=QUICK_GRID)
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +107,14 @@ def _ai_rtstruct(workdir: Path) -> Path:
 def test_the_page_lists_the_data_folders_series_and_shows_the_demo_banner(page):
     page.page.wait_for_selector("#st-open-0")
     rows = page.state("st_series")
-    assert [(r["modality"], r["slices"]) for r in rows] == [("CT", 72)]
+    assert [(r["modality"], r["slices"]) for r in rows] == [("CT", QUICK_GRID.n_slices)]
     assert page.page.locator("#st-demo-banner").inner_text().strip().endswith("Demo model: not for clinical use")
     page.screenshot("1-series")
 
 
 def test_a_series_opens_in_the_slice_views_with_ct_window_presets(page):
     page.open_series(0)
-    assert page.message()[1] == "success" and "72 slices" in page.message()[0]
+    assert page.message()[1] == "success" and f"{QUICK_GRID.n_slices} slices" in page.message()[0]
     assert page.state("st_window") == "Soft tissue"
     page.click("#st-window-Bone")
     page.wait_for("s('st_window') === 'Bone'")

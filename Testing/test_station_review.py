@@ -9,13 +9,13 @@ from __future__ import annotations
 import pytest
 
 from DKOARSegmentationLib.input.ct_loader import load_ct
-from DKOARSegmentationLib.phantom import PhantomGrid, write_phantom
+from DKOARSegmentationLib.phantom import write_phantom
+from Testing.conftest import QUICK_GRID
 from Testing.run_folder_factory import review_entry, without, write_run_folder
 from Testing.station_driver import open_station_page, start_station, station_args, station_missing
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(station_missing() is not None, reason=str(station_missing()))]
 
-TINY_GRID = PhantomGrid(matrix=96, pixel_mm=2.6, slice_mm=4.0)
 DELETED = "Parotid_R"
 AXIAL_OFFSET = "Red__SliderState__value"
 
@@ -28,7 +28,7 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(workdir):
     """The phantom's CT series under --data and, in the output folder, a run of it without one structure."""
-    phantom = write_phantom(workdir / "data" / "patient", seed=5, position="HFS", grid=TINY_GRID)
+    phantom = write_phantom(workdir / "data" / "patient", seed=5, position="HFS", grid=QUICK_GRID)
     truth = phantom.truth
     ct = load_ct(workdir / "data" / "patient" / "ct")
     review = [review_entry(truth, "Lens_R", 1), review_entry(truth, "SpinalCord", 2)]

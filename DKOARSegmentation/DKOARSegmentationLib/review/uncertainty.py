@@ -6,8 +6,9 @@ divided by the area of its surface (the surface the surface Dice measures), in m
 the structure's surface tolerance from the catalogue. A score of 1 says the model is unsure over
 about one tolerance all round. A thin or flat structure has far more surface than a ball of its
 volume, so the same uncertain volume is a thinner band on it. A structure not found has no
-surface: its uncertain volume counts over the surface of a 1 mm^3 ball. The slice range of an entry is the run of slices around the most
-uncertain one where the uncertainty stays above half of it.
+surface: its uncertain volume counts over the surface of a 1 mm^3 ball. The slice range of an
+entry is the run of slices around the most uncertain one where the uncertainty stays above half
+of it.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ TRAIN_SEEDS = range(1000, 1060)
 VALIDATION_SEEDS = range(2000, 2004)
 SIDES = {"L": "Cochlea_L", "R": "Cochlea_R"}
 STAGE_FOLDER = "inner_ear"
-DEMO_VERSION = "0.4.0"  # the demo model's version with this second stage (0.3.0: the first stage alone)
+DEMO_VERSION = "0.4.1"  # the demo model's version with this second stage (0.3.0: the first stage alone)
 CROP_MM = [40.0, 32.0, 32.0]  # z, y, x: the crop about each inner ear at inference
 # where the crop is centred (model.crop_refinement): fitted by least squares on the ground truth of
 # 24 phantoms (seeds 1000-1023): largest error 2.6 mm (x), 3.7 mm (y), 3.8 mm (z)
